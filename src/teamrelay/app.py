@@ -1,0 +1,55 @@
+"""App assembly: settings, the FastAPI app for the relay's own routes, the `/v1` gateway.
+
+`create_app` is the factory for any ASGI server: `uvicorn --factory teamrelay.app:create_app`.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from teamrelay import __version__
+from teamrelay.config import ConfigError, Settings, load_settings
+from teamrelay.errors import RelayError
+from teamrelay.gateway import Relay
+from teamrelay.public import public_router
+
+
+def _error_response(error: RelayError) -> Response:
+    return Response(error.body(), status_code=error.status, media_type="application/json")
+
+
+def local_app(settings: Settings) -> FastAPI:
+    """The framework side: routes whose schemas earn FastAPI's cost."""
+    app = FastAPI(title="teamrelay", version=__version__, docs_url=None, redoc_url=None)
+    app.include_router(public_router(settings))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> Response:
+        message = "Unknown route." if exc.status_code == 404 else str(exc.detail)
+        return _error_response(RelayError(exc.status_code, message))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+        return _error_response(
+            RelayError(400, str(first.get("msg", "Invalid request")), param=param)
+        )
+
+    @app.exception_handler(RelayError)
+    async def relay_error(_: Request, exc: RelayError) -> Response:
+        return _error_response(exc)
+
+    return app
+
+
+def create_app(settings: Settings | None = None) -> Relay:
+    if settings is None:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            raise SystemExit(f"teamrelay: {exc}") from None
+    return Relay(settings, local_app(settings))

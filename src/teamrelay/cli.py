@@ -1,0 +1,65 @@
+"""The `teamrelay` command: serve, and the operator's tools mounted from their packages."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+import uvicorn
+
+from teamrelay.config import ConfigError, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="A team's relay to OpenAI.")
+
+
+@app.callback()
+def _root() -> None:
+    """Keeps `serve` a subcommand while it is the only one."""
+
+
+class _QuietAbort(logging.Filter):
+    """uvicorn logs a traceback when a response is aborted on purpose; one line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__name__ == "UpstreamBroke":
+            record.msg, record.args, record.exc_info = (
+                "aborted a response: upstream broke",
+                (),
+                None,
+            )
+        return True
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("0.0.0.0", help="Interface to listen on."),
+    port: int = typer.Option(8000, envvar="PORT", help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, help="Worker processes."),
+    log_level: str = typer.Option("info", help="Log level."),
+) -> None:
+    """Run the relay (uvicorn with uvloop and httptools)."""
+    try:
+        load_settings()
+    except ConfigError as exc:
+        typer.echo(f"teamrelay: {exc}", err=True)
+        raise typer.Exit(2) from None
+    logging.getLogger("uvicorn.error").addFilter(_QuietAbort())
+    uvicorn.run(
+        "teamrelay.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=log_level,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,97 @@
+"""Configuration from the environment (and `.env`), validated once at start-up.
+
+The contract is DESIGN.md's table; anything the relay adds is prefixed `RELAY_`. A bad value
+must stop start-up with one line that names the variable, so `load_settings` turns pydantic's
+report into `ConfigError` with that line.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class ConfigError(Exception):
+    """A configuration value that stops start-up; `str()` is the one line to print."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    openai_api_key: SecretStr = Field(validation_alias="OPENAI_API_KEY", min_length=1)
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1",
+        validation_alias=AliasChoices("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+    )
+    openai_organization: str | None = Field(None, validation_alias="OPENAI_ORGANIZATION")
+    openai_project: str | None = Field(None, validation_alias="OPENAI_PROJECT")
+    openai_beta: CommaList = Field((), validation_alias="RELAY_OPENAI_BETA")
+
+    relay_keys: CommaList = Field((), validation_alias=AliasChoices("RELAY_KEYS", "RELAY_KEY"))
+    auth_enabled: bool = Field(True, validation_alias="RELAY_AUTH_ENABLED")
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./data/teamrelay.db", validation_alias="RELAY_DATABASE_URL"
+    )
+    redis_url: str | None = Field(None, validation_alias="RELAY_REDIS_URL")
+    public_url: str | None = Field(None, validation_alias="RELAY_PUBLIC_URL")
+    environment: str = Field("production", validation_alias="RELAY_ENVIRONMENT")
+    default_model: str = Field("gpt-5-mini", validation_alias="RELAY_DEFAULT_MODEL")
+
+    connect_timeout: float = Field(10.0, gt=0, validation_alias="RELAY_CONNECT_TIMEOUT")
+    read_timeout: float = Field(600.0, gt=0, validation_alias="RELAY_READ_TIMEOUT")
+    idle_timeout: float = Field(300.0, gt=0, validation_alias="RELAY_IDLE_TIMEOUT")
+    max_body_bytes: int = Field(4 * 2**30, gt=0, validation_alias="RELAY_MAX_BODY_BYTES")
+    max_json_bytes: int = Field(32 * 2**20, gt=0, validation_alias="RELAY_MAX_JSON_BYTES")
+    upstream_connections: int = Field(512, gt=0, validation_alias="RELAY_UPSTREAM_CONNECTIONS")
+
+    @field_validator("openai_beta", "relay_keys", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("openai_base_url", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
+            raise ValueError("must be an http:// or https:// URL without query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+def _env_name(field: str) -> str:
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return str(alias or field.upper())
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment; raise ConfigError naming the first bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = _env_name(field) if field in Settings.model_fields else field
+        problem = "is required" if error["type"] == "missing" else error["msg"]
+        raise ConfigError(f"configuration error: {name} {problem}".rstrip()) from None

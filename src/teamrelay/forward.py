@@ -1,0 +1,180 @@
+"""One exchange with the upstream: send the request, stream the answer back to the client.
+
+Resource rule: the upstream response is released in a `finally`, and a client that goes away
+mid-answer closes it at once (a watcher on `receive` does that), so an abandoned 10-minute SSE
+stream does not keep reading upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from starlette.types import Receive, Send
+from yarl import URL
+
+from teamrelay.body import ClientGone, RequestBody
+from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
+from teamrelay.headers import response_headers
+from teamrelay.upstream import Upstream
+
+logger = logging.getLogger("teamrelay.forward")
+
+# Answers up to this size with a known length are read whole and sent in one ASGI message.
+_SMALL_ANSWER = 64 * 1024
+
+
+class UpstreamBroke(Exception):
+    """The upstream failed after the answer had started: the client's response is aborted."""
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What happened, for the ledger: filled in as the exchange progresses."""
+
+    status: int = 0
+    ttfb: float | None = None
+    bytes_out: int = 0
+    streamed: bool = False
+    aborted: bool = False
+    upstream_request_id: str | None = None
+    error_type: str | None = None
+
+
+def _relay_failure(exc: BaseException) -> RelayError:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return gateway_timeout("connect")
+    if isinstance(exc, TimeoutError):
+        return gateway_timeout("waiting for the response")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return bad_gateway("connection failed")
+    return bad_gateway(type(exc).__name__)
+
+
+def _sse_error(message: str) -> bytes:
+    error = {"message": message, "type": "upstream_error", "param": None, "code": "upstream_error"}
+    return b"event: error\ndata: " + json.dumps({"error": error}).encode() + b"\n\n"
+
+
+async def _watch_disconnect(receive: Receive, response: aiohttp.ClientResponse) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    response.close()
+
+
+async def forward(
+    upstream: Upstream,
+    receive: Receive,
+    send: Send,
+    *,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes | RequestBody | None,
+    request_id: bytes,
+) -> Exchange:
+    """Relay one request; errors before the answer starts are sent in OpenAI's shape."""
+    exchange = Exchange()
+    data: bytes | AsyncIterator[bytes] | None = (
+        body.stream() if isinstance(body, RequestBody) else body
+    )
+    started = time.perf_counter()
+    try:
+        response = await upstream.session.request(
+            method,
+            URL(upstream.base_url + target, encoded=True),
+            headers=headers,
+            data=data,
+            allow_redirects=False,
+        )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        if isinstance(body, RequestBody) and body.error is None and _client_left(exc):
+            exchange.aborted = True
+            exchange.error_type = "client_disconnected"
+            return exchange
+        failure = body.error if isinstance(body, RequestBody) and body.error else None
+        failure = failure or _relay_failure(exc)
+        exchange.status = failure.status
+        exchange.error_type = failure.code
+        await failure.send(send, [(b"x-relay-request-id", request_id)])
+        return exchange
+    exchange.ttfb = time.perf_counter() - started
+    try:
+        await _answer(upstream, response, receive, send, exchange, request_id, body)
+    finally:
+        response.release()
+    return exchange
+
+
+def _client_left(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ClientGone):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+async def _answer(
+    upstream: Upstream,
+    response: aiohttp.ClientResponse,
+    receive: Receive,
+    send: Send,
+    exchange: Exchange,
+    request_id: bytes,
+    body: bytes | RequestBody | None,
+) -> None:
+    exchange.status = response.status
+    exchange.upstream_request_id = response.headers.get("x-request-id")
+    head = response_headers(response.raw_headers, request_id)
+    length = response.content_length
+    if length is not None and length <= _SMALL_ANSWER:
+        try:
+            payload = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failure = _relay_failure(exc)
+            exchange.status, exchange.error_type = failure.status, failure.code
+            await failure.send(send, [(b"x-relay-request-id", request_id)])
+            return
+        await send({"type": "http.response.start", "status": response.status, "headers": head})
+        await send({"type": "http.response.body", "body": payload})
+        exchange.bytes_out = len(payload)
+        return
+    exchange.streamed = True
+    if response.connection is not None and response.connection.protocol is not None:
+        response.connection.protocol.read_timeout = upstream.idle_timeout
+    await send({"type": "http.response.start", "status": response.status, "headers": head})
+    body_done = body is None or isinstance(body, bytes) or body.complete
+    watcher = asyncio.create_task(_watch_disconnect(receive, response)) if body_done else None
+    try:
+        await _pump(response, send, exchange)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        if watcher is not None and watcher.done():
+            return
+        exchange.aborted = True
+        exchange.error_type = "upstream_broke"
+        logger.warning("upstream stream broke: %s", type(exc).__name__)
+        if response.content_type == "text/event-stream":
+            await send(
+                {"type": "http.response.body", "body": _sse_error("The upstream stream broke.")}
+            )
+            return
+        raise UpstreamBroke(type(exc).__name__) from None
+    finally:
+        if watcher is not None:
+            if watcher.done():
+                exchange.aborted = True
+                exchange.error_type = "client_disconnected"
+            watcher.cancel()
+
+
+async def _pump(response: aiohttp.ClientResponse, send: Send, exchange: Exchange) -> None:
+    async for chunk in response.content.iter_any():
+        exchange.bytes_out += len(chunk)
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,96 @@
+"""Which headers cross the relay, in each direction.
+
+Header names arrive lower-cased from ASGI servers and as sent from aiohttp, so every set here
+is lower-case bytes and lookups lower-case first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+# Credentials and routing the relay owns: the client's are never sent on.
+_REQUEST_DROPPED = HOP_BY_HOP | {
+    b"host",
+    b"authorization",
+    b"x-relay-key",
+    b"x-relay-request-id",
+    b"openai-beta",
+    b"openai-organization",
+    b"openai-project",
+    b"cookie",
+    b"forwarded",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-proto",
+    b"x-real-ip",
+}
+
+REQUEST_ID = b"x-relay-request-id"
+
+
+def merge_beta(configured: Sequence[str], sent: Iterable[str]) -> str:
+    """OpenAI-Beta values from config and client, de-duplicated, config first."""
+    seen: dict[str, None] = dict.fromkeys(configured)
+    for header in sent:
+        for value in header.split(","):
+            value = value.strip()
+            if value:
+                seen.setdefault(value, None)
+    return ",".join(seen)
+
+
+class UpstreamHeaders:
+    """Builds the header list sent upstream; the fixed part is computed once per process."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        organization: str | None,
+        project: str | None,
+        beta: Sequence[str],
+    ) -> None:
+        fixed = [("Authorization", f"Bearer {api_key}")]
+        if organization:
+            fixed.append(("OpenAI-Organization", organization))
+        if project:
+            fixed.append(("OpenAI-Project", project))
+        self._fixed = tuple(fixed)
+        self._beta = tuple(beta)
+
+    def build(self, client_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        beta: list[str] = []
+        for raw_name, raw_value in client_headers:
+            name = raw_name.lower()
+            if name in _REQUEST_DROPPED:
+                if name == b"openai-beta":
+                    beta.append(raw_value.decode("latin-1"))
+                continue
+            out.append((raw_name.decode("latin-1"), raw_value.decode("latin-1")))
+        out.extend(self._fixed)
+        if beta or self._beta:
+            out.append(("OpenAI-Beta", merge_beta(self._beta, beta)))
+        return out
+
+
+def response_headers(
+    upstream: Iterable[tuple[bytes, bytes]], request_id: bytes
+) -> list[tuple[bytes, bytes]]:
+    out = [(name, value) for name, value in upstream if name.lower() not in HOP_BY_HOP]
+    out.append((REQUEST_ID, request_id))
+    return out
