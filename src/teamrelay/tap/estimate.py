@@ -1,0 +1,17 @@
+"""A cheap upper-ish guess of a request's tokens, for budget checks before the answer."""
+
+from __future__ import annotations
+
+import re
+
+_MAX_TOKENS = re.compile(rb'"max_(?:output_|completion_)?tokens"\s*:\s*(\d{1,12})')
+BYTES_PER_TOKEN = 4
+
+
+def estimate_request_tokens(body: bytes) -> int:
+    """Input as bytes/4 plus the largest output cap the body sets; no JSON parse.
+
+    Base64 images and audio in the body count as text here, so this overestimates them.
+    """
+    caps = [int(match.group(1)) for match in _MAX_TOKENS.finditer(body)]
+    return -(-len(body) // BYTES_PER_TOKEN) + max(caps, default=0)

@@ -1,0 +1,195 @@
+"""Taps: what the relay learns from an answer as its bytes pass to the client.
+
+A tap sees every chunk of one response body. It records token usage, the model and the
+object id, holding bounded memory whatever the body's size, and on a stream where the relay
+added `include_usage` it removes that addition. Usage seen so far stays on the tap, so a
+stream the client abandons still has what passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from teamrelay.tap.sse import MAX_EVENT_BYTES, EventSplitter, Piece, parse_event
+from teamrelay.tap.streamopts import drop_usage_null, is_usage_chunk
+from teamrelay.tap.usage import (
+    Usage,
+    id_in_head,
+    model_in_head,
+    subject,
+    usage_from,
+    usage_in_tail,
+)
+
+MAX_JSON_BYTES = 2 << 20
+# Kept of an answer over its cap: its start holds the id and model, its end the usage.
+HEAD_BYTES = TAIL_BYTES = 64 * 1024
+
+_USAGE = b'"usage"'
+_USAGE_NULL = b'"usage":null'
+_DONE = b"[DONE]"
+_NO_CHOICES = b'"choices":[]'
+
+
+class Tap:
+    """Pass-through for bodies that carry no usage (binary, text, compressed)."""
+
+    __slots__ = ("model", "object_id", "strips", "usage")
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.object_id: str | None = None
+        self.strips = False
+
+    @classmethod
+    def for_response(
+        cls, content_type: str | None, content_encoding: str | None, strip_usage: bool = False
+    ) -> Tap:
+        """The tap for a body; `strips` tells whether `strip_usage` could be honoured.
+
+        A compressed body is neither read nor edited, so a caller that adds
+        `include_usage` should ask the upstream for an uncompressed answer.
+        """
+        if content_encoding and content_encoding.strip().lower() != "identity":
+            return Tap()
+        media = (content_type or "").partition(";")[0].strip().lower()
+        if media == "text/event-stream":
+            return SseTap(strip_usage)
+        if media == "application/json" or media.endswith("+json"):
+            return JsonTap()
+        return Tap()
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The bytes to send on for `chunk`: the same object unless something is removed."""
+        return chunk
+
+    def finish(self) -> bytes:
+        """The bytes still held back, once the body has ended (or the client has gone)."""
+        return b""
+
+    def _absorb(self, obj: Any) -> None:
+        if not isinstance(obj, dict):
+            return
+        about = subject(obj)
+        if self.object_id is None and isinstance(about.get("id"), str):
+            self.object_id = about["id"]
+        if self.model is None and isinstance(about.get("model"), str):
+            self.model = about["model"]
+        usage = usage_from(about.get("usage"))
+        if usage is not None:
+            self.usage = usage
+
+
+class JsonTap(Tap):
+    """Keeps a JSON body up to a cap and reads it once at the end."""
+
+    __slots__ = ("_head", "_max", "_parts", "_size", "_tail")
+
+    def __init__(self, max_bytes: int = MAX_JSON_BYTES) -> None:
+        super().__init__()
+        self._max = max_bytes
+        self._parts: list[bytes] | None = []
+        self._size = 0
+        self._head = b""
+        self._tail = bytearray()
+
+    def feed(self, chunk: bytes) -> bytes:
+        parts = self._parts
+        if parts is not None:
+            self._size += len(chunk)
+            if self._size <= self._max:
+                parts.append(chunk)
+                return chunk
+            self._head = b"".join(parts)[:HEAD_BYTES]
+            self._parts = None
+            if len(self._head) < HEAD_BYTES:
+                self._head += chunk[: HEAD_BYTES - len(self._head)]
+        self._tail += chunk
+        if len(self._tail) > 2 * TAIL_BYTES:
+            del self._tail[:-TAIL_BYTES]
+        return chunk
+
+    def finish(self) -> bytes:
+        if self._parts is not None:
+            body = b"".join(self._parts)
+            self._parts = []
+            if body:
+                with contextlib.suppress(ValueError, RecursionError):
+                    self._absorb(json.loads(body))
+        elif self._head:
+            self.object_id = id_in_head(self._head)
+            self.model = model_in_head(self._head)
+            self.usage = usage_in_tail(bytes(self._tail[-TAIL_BYTES:]))
+            self._head = b""
+            self._tail.clear()
+        return b""
+
+
+class SseTap(Tap):
+    """Reads events as they pass; parses only the first one and those that carry usage."""
+
+    __slots__ = ("_seen_first", "_splitter", "_tail")
+
+    def __init__(self, strip_usage: bool = False, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        super().__init__()
+        self.strips = strip_usage
+        self._splitter = EventSplitter(max_event_bytes)
+        self._seen_first = False
+        self._tail = bytearray()
+
+    def feed(self, chunk: bytes) -> bytes:
+        pieces = self._splitter.feed(chunk)
+        if not self.strips:
+            for piece in pieces:
+                self._read(piece)
+            return chunk
+        return b"".join([self._edit(piece) for piece in pieces])
+
+    def finish(self) -> bytes:
+        self._tail.clear()
+        rest = self._splitter.finish()
+        if not self.strips or _NO_CHOICES in rest:
+            # An unfinished event is discarded by the client; one that starts like the
+            # usage chunk would not exist without the relay's addition.
+            return b""
+        return drop_usage_null(rest) if _USAGE in rest else rest
+
+    def _read(self, piece: Piece) -> Any:
+        """Record what the piece tells; return the chunk it carried when it has usage."""
+        raw = piece.raw
+        if not piece.whole:
+            self._tail += raw
+            if len(self._tail) > 2 * TAIL_BYTES:
+                del self._tail[:-TAIL_BYTES]
+            if piece.ends:
+                usage = usage_in_tail(bytes(self._tail[-TAIL_BYTES:]))
+                self._tail.clear()
+                if usage is not None:
+                    self.usage = usage
+            return None
+        if self._seen_first:
+            count = raw.count(_USAGE)
+            if not count or count == raw.count(_USAGE_NULL):
+                return None
+        event = parse_event(raw)
+        if event is None or event.data == _DONE:
+            return None
+        self._seen_first = True
+        try:
+            obj = json.loads(event.data)
+        except (ValueError, RecursionError):
+            return None
+        self._absorb(obj)
+        return obj
+
+    def _edit(self, piece: Piece) -> bytes:
+        obj = self._read(piece)
+        if not piece.whole:
+            return piece.raw
+        if isinstance(obj, dict) and is_usage_chunk(obj):
+            return b""
+        raw = piece.raw
+        return drop_usage_null(raw) if _USAGE in raw else raw

@@ -1,0 +1,93 @@
+"""Token usage, model and object id read from OpenAI's answer objects.
+
+Two usage shapes exist: chat completions, completions and embeddings count
+`prompt_tokens`/`completion_tokens`; the Responses API, images and audio count
+`input_tokens`/`output_tokens`. Both become one `Usage`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_decoder = json.JSONDecoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _detail(usage: dict[str, Any], names: tuple[str, ...], field: str) -> int:
+    for name in names:
+        details = usage.get(name)
+        if isinstance(details, dict):
+            return _count(details.get(field))
+    return 0
+
+
+def usage_from(value: object) -> Usage | None:
+    """A `Usage` from an answer's `usage` member, or None when it counts no tokens."""
+    if not isinstance(value, dict):
+        return None
+    if "input_tokens" in value or "output_tokens" in value:
+        return Usage(
+            _count(value.get("input_tokens")),
+            _count(value.get("output_tokens")),
+            # Realtime and audio transcription spell it `input_token_details`.
+            _detail(value, ("input_tokens_details", "input_token_details"), "cached_tokens"),
+            _detail(value, ("output_tokens_details", "output_token_details"), "reasoning_tokens"),
+        )
+    if "prompt_tokens" in value or "completion_tokens" in value:
+        return Usage(
+            _count(value.get("prompt_tokens")),
+            _count(value.get("completion_tokens")),
+            _detail(value, ("prompt_tokens_details",), "cached_tokens"),
+            _detail(value, ("completion_tokens_details",), "reasoning_tokens"),
+        )
+    return None
+
+
+def subject(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object an answer is about: Responses stream events wrap it in `response`."""
+    inner = obj.get("response")
+    return inner if isinstance(inner, dict) else obj
+
+
+# Salvage from answers too big to parse: OpenAI writes `id` first and `usage` near the end.
+_HEAD_ID = re.compile(rb'\A\s*\{\s*"id"\s*:\s*"([^"\\]{1,256})"')
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,256})"')
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+
+
+def id_in_head(head: bytes) -> str | None:
+    match = _HEAD_ID.match(head)
+    return match.group(1).decode("utf-8", "replace") if match else None
+
+
+def model_in_head(head: bytes) -> str | None:
+    match = _MODEL.search(head)
+    return match.group(1).decode("utf-8", "replace") if match else None
+
+
+def usage_in_tail(tail: bytes) -> Usage | None:
+    """The last complete `"usage":{...}` object in the final bytes of an oversized answer."""
+    starts = [match.end() - 1 for match in _USAGE_OBJECT.finditer(tail)]
+    for start in reversed(starts):
+        try:
+            value, _ = _decoder.raw_decode(tail[start:].decode("utf-8", "replace"))
+        except ValueError:
+            continue
+        usage = usage_from(value)
+        if usage is not None:
+            return usage
+    return None

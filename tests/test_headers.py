@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from teamrelay.headers import UpstreamHeaders, merge_beta, response_headers
+
+
+def test_beta_values_are_merged_and_deduplicated() -> None:
+    assert merge_beta(["assistants=v2"], ["realtime=v1, assistants=v2", "x"]) == (
+        "assistants=v2,realtime=v1,x"
+    )
+
+
+def test_client_credentials_and_hop_by_hop_headers_are_not_sent_upstream() -> None:
+    builder = UpstreamHeaders("sk-up", organization="org-1", project=None, beta=["b1"])
+    sent = builder.build(
+        [
+            (b"host", b"relay.example"),
+            (b"authorization", b"Bearer tr-secret"),
+            (b"x-relay-key", b"tr-secret"),
+            (b"connection", b"keep-alive"),
+            (b"transfer-encoding", b"chunked"),
+            (b"openai-organization", b"org-client"),
+            (b"openai-beta", b"b2"),
+            (b"content-type", b"application/json"),
+            (b"x-stainless-lang", b"python"),
+        ]
+    )
+    assert sent == [
+        ("content-type", "application/json"),
+        ("x-stainless-lang", "python"),
+        ("Authorization", "Bearer sk-up"),
+        ("OpenAI-Organization", "org-1"),
+        ("OpenAI-Beta", "b1,b2"),
+    ]
+
+
+def test_response_headers_keep_openai_headers_and_add_the_relay_id() -> None:
+    upstream = [
+        (b"Content-Type", b"application/json"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Connection", b"keep-alive"),
+        (b"x-request-id", b"req_1"),
+        (b"x-ratelimit-remaining-requests", b"99"),
+    ]
+    assert response_headers(upstream, b"rid") == [
+        (b"Content-Type", b"application/json"),
+        (b"x-request-id", b"req_1"),
+        (b"x-ratelimit-remaining-requests", b"99"),
+        (b"x-relay-request-id", b"rid"),
+    ]
