@@ -55,7 +55,13 @@ def relay_env(upstream_base_url: str, **extra: str) -> dict[str, str]:
 def relay_in_thread(upstream_base_url: str, **extra: Any) -> Iterator[RunningRelay]:
     settings = Settings(_env_file=None, **relay_env(upstream_base_url, **extra))  # type: ignore[call-arg]
     config = uvicorn.Config(
-        create_app(settings), lifespan="on", log_level="warning", loop="uvloop", http="httptools"
+        create_app(settings),
+        lifespan="on",
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+        server_header=False,
+        date_header=False,
     )
     server = uvicorn.Server(config)
     sock = free_socket()
