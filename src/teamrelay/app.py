@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from teamrelay import __version__
+from teamrelay.catalog import PolicyError
 from teamrelay.config import ConfigError, Settings, load_settings
 from teamrelay.errors import RelayError
 from teamrelay.gateway import Relay
@@ -47,9 +48,8 @@ def local_app(settings: Settings) -> FastAPI:
 
 
 def create_app(settings: Settings | None = None) -> Relay:
-    if settings is None:
-        try:
-            settings = load_settings()
-        except ConfigError as exc:
-            raise SystemExit(f"teamrelay: {exc}") from None
-    return Relay(settings, local_app(settings))
+    try:
+        settings = settings or load_settings()
+        return Relay(settings, local_app(settings))
+    except (ConfigError, PolicyError) as exc:
+        raise SystemExit(f"teamrelay: {exc}") from None

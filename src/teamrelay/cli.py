@@ -7,7 +7,9 @@ import logging
 import typer
 import uvicorn
 
+from teamrelay.catalog import PolicyError
 from teamrelay.config import ConfigError, load_settings
+from teamrelay.routing import Router
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A team's relay to OpenAI.")
 
@@ -40,8 +42,9 @@ def serve(
 ) -> None:
     """Run the relay (uvicorn with uvloop and httptools)."""
     try:
-        load_settings()
-    except ConfigError as exc:
+        settings = load_settings()
+        Router(policy_file=settings.policy_file, allowlist=settings.model_allowlist)
+    except (ConfigError, PolicyError) as exc:
         typer.echo(f"teamrelay: {exc}", err=True)
         raise typer.Exit(2) from None
     logging.getLogger("uvicorn.error").addFilter(_QuietAbort())

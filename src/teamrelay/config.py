@@ -7,6 +7,7 @@ report into `ConfigError` with that line.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -49,6 +50,9 @@ class Settings(BaseSettings):
     environment: str = Field("production", validation_alias="RELAY_ENVIRONMENT")
     default_model: str = Field("gpt-5-mini", validation_alias="RELAY_DEFAULT_MODEL")
 
+    policy_file: Path | None = Field(None, validation_alias="RELAY_POLICY_FILE")
+    model_allowlist: str | None = Field(None, validation_alias="RELAY_MODEL_ALLOWLIST")
+
     connect_timeout: float = Field(10.0, gt=0, validation_alias="RELAY_CONNECT_TIMEOUT")
     read_timeout: float = Field(600.0, gt=0, validation_alias="RELAY_READ_TIMEOUT")
     idle_timeout: float = Field(300.0, gt=0, validation_alias="RELAY_IDLE_TIMEOUT")
@@ -69,6 +73,13 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
             raise ValueError("must be an http:// or https:// URL without query or fragment")
         return value.rstrip("/")
+
+    @field_validator("policy_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"names no readable file ({value})")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -27,6 +27,7 @@ logger = logging.getLogger("teamrelay.forward")
 
 # Answers up to this size with a known length are read whole and sent in one ASGI message.
 _SMALL_ANSWER = 64 * 1024
+_REWRITTEN = frozenset({b"content-length", b"content-encoding"})
 
 
 class UpstreamBroke(Exception):
@@ -77,8 +78,13 @@ async def forward(
     headers: list[tuple[str, str]],
     body: bytes | RequestBody | None,
     request_id: bytes,
+    rewrite: Callable[[bytes], bytes] | None = None,
 ) -> Exchange:
-    """Relay one request; errors before the answer starts are sent in OpenAI's shape."""
+    """Relay one request; errors before the answer starts are sent in OpenAI's shape.
+
+    `rewrite`, for the few answers the relay must change (a filtered model list), gets a
+    successful answer's whole body; it is only used on small JSON answers.
+    """
     exchange = Exchange()
     data: bytes | AsyncIterator[bytes] | None = (
         body.stream() if isinstance(body, RequestBody) else body
@@ -105,7 +111,7 @@ async def forward(
         return exchange
     exchange.ttfb = time.perf_counter() - started
     try:
-        await _answer(upstream, response, receive, send, exchange, request_id, body)
+        await _answer(upstream, response, receive, send, exchange, request_id, body, rewrite)
     finally:
         response.release()
     return exchange
@@ -128,12 +134,15 @@ async def _answer(
     exchange: Exchange,
     request_id: bytes,
     body: bytes | RequestBody | None,
+    rewrite: Callable[[bytes], bytes] | None,
 ) -> None:
     exchange.status = response.status
     exchange.upstream_request_id = response.headers.get("x-request-id")
     head = response_headers(response.raw_headers, request_id)
     length = response.content_length
-    if length is not None and length <= _SMALL_ANSWER:
+    if rewrite is not None and response.status != 200:
+        rewrite = None
+    if rewrite is not None or (length is not None and length <= _SMALL_ANSWER):
         try:
             payload = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -141,6 +150,10 @@ async def _answer(
             exchange.status, exchange.error_type = failure.status, failure.code
             await failure.send(send, [(b"x-relay-request-id", request_id)])
             return
+        if rewrite is not None:
+            payload = rewrite(payload)
+            head = [h for h in head if h[0].lower() not in _REWRITTEN]
+            head.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": head})
         await send({"type": "http.response.body", "body": payload})
         exchange.bytes_out = len(payload)

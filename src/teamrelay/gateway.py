@@ -2,91 +2,40 @@
 
 A framework on the hot path halved requests/s in DESIGN.md's measurements, so `/v1` requests
 that are not relay-local routes are handled here with no middleware stack: one pass over the
-headers, auth, admission, then `forward`.
+headers, auth, the catalog, admission, then `forward`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from teamrelay.admission import Admission, RequestHead
 from teamrelay.auth import Identity, StaticKeys
 from teamrelay.body import RequestBody
+from teamrelay.catalog import parse_envelope
 from teamrelay.config import Settings
-from teamrelay.errors import RelayError, too_large, unauthorized, unsupported_media_type
+from teamrelay.errors import RelayError, unauthorized
 from teamrelay.forward import forward
 from teamrelay.headers import REQUEST_ID, UpstreamHeaders
+from teamrelay.routing import Router
 from teamrelay.upstream import Upstream
 
 logger = logging.getLogger("teamrelay")
 
 LOCAL_V1_PATHS = frozenset(
-    {
-        "/v1/health",
-        "/v1/actions/ping",
-        "/v1/actions/relay_info",
-        "/v1/manifest",
-        "/v1/proxy",
-    }
+    {"/v1/health", "/v1/actions/ping", "/v1/actions/relay_info", "/v1/manifest"}
 )
-_CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+PROXY_PATH = "/v1/proxy"
+# Headers that describe the client's own body: wrong for the body the envelope stands for.
+_ENVELOPE_HEADERS = frozenset({b"content-type", b"content-length", b"accept-encoding"})
 
 
 def _new_request_id() -> bytes:
     return b"req_relay_" + secrets.token_hex(12).encode()
-
-
-def body_kind(content_type: bytes) -> str | None:
-    """`json`, `multipart` or `sdp`: the only request bodies the OpenAI API takes."""
-    media = content_type.split(b";", 1)[0].strip().lower()
-    if media == b"application/json" or media.endswith(b"+json"):
-        return "json"
-    if media == b"multipart/form-data":
-        return "multipart"
-    if media == b"application/sdp":
-        return "sdp"
-    return None
-
-
-@dataclass(slots=True)
-class RequestHead:
-    """What the hot path needs from the request headers, gathered in one pass."""
-
-    key: str | None = None
-    request_id: bytes | None = None
-    content_type: bytes = b""
-    content_length: int | None = None
-    chunked: bool = False
-
-    @classmethod
-    def parse(cls, headers: list[tuple[bytes, bytes]]) -> RequestHead:
-        head = cls()
-        bearer = None
-        for name, value in headers:
-            if name == b"authorization":
-                if value[:7].lower() == b"bearer ":
-                    bearer = value[7:].strip().decode("latin-1") or None
-            elif name == b"x-relay-key":
-                head.key = value.strip().decode("latin-1") or None
-            elif name == b"content-type":
-                head.content_type = value
-            elif name == b"content-length":
-                head.content_length = int(value) if value.isdigit() else -1
-            elif name == b"transfer-encoding":
-                head.chunked = True
-            elif name == REQUEST_ID and _CLIENT_REQUEST_ID.fullmatch(value):
-                head.request_id = value
-        head.key = head.key or bearer
-        return head
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
 
 
 class Relay:
@@ -101,6 +50,8 @@ class Relay:
             beta=settings.openai_beta,
         )
         self.keys = StaticKeys(settings.relay_keys)
+        self.router = Router(policy_file=settings.policy_file, allowlist=settings.model_allowlist)
+        self.admission = Admission(settings, self.router)
         self._startup: list[Callable[[], Awaitable[None]]] = [self.upstream.start]
         self._shutdown: list[Callable[[], Awaitable[None]]] = [self.upstream.close]
 
@@ -119,24 +70,67 @@ class Relay:
     async def relay(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = RequestHead.parse(scope["headers"])
         request_id = head.request_id or _new_request_id()
+        method: str = scope["method"]
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path[3:].decode("latin-1")
         try:
             await self.authenticate(head)
-            body = await self.admit(head, receive)
+            if scope["path"] == PROXY_PATH:
+                await self._proxy(scope, receive, send, head, request_id)
+                return
+            operation = self.router.route(method, path)
+            body = await self.admission.body(head, operation, receive)
         except RelayError as error:
             await error.send(send, [(REQUEST_ID, request_id)])
             return
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        target = raw_path[3:].decode("latin-1")
         if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
+            path += "?" + scope["query_string"].decode("latin-1")
+        client_headers = scope["headers"]
+        rewrite = None
+        if operation.operation_id == "listModels" and not self.router.allowlist.is_open:
+            rewrite = self.router.allowlist.filter_models_list
+            client_headers = [h for h in client_headers if h[0] != b"accept-encoding"]
         await forward(
             self.upstream,
             receive,
             send,
-            method=scope["method"],
-            target=target,
-            headers=self.upstream_headers.build(scope["headers"]),
+            method=method,
+            target=path,
+            headers=self.upstream_headers.build(
+                client_headers, keep_length=isinstance(body, RequestBody)
+            ),
             body=body,
+            request_id=request_id,
+            rewrite=rewrite,
+        )
+
+    async def _proxy(
+        self, scope: Scope, receive: Receive, send: Send, head: RequestHead, request_id: bytes
+    ) -> None:
+        """The seed's `/v1/proxy` envelope: one allowlisted JSON call, for GPT Actions."""
+        if scope["method"] != "POST":
+            raise RelayError(
+                405,
+                "Use POST for /v1/proxy.",
+                code="method_not_allowed",
+                headers=((b"allow", b"POST"),),
+            )
+        envelope = await self.admission.json_body(head, receive)
+        request = parse_envelope(envelope, self.router.catalog, self.router.policy)
+        if request.body is not None:
+            self.router.check_model(request.operation, request.body)
+        headers = [h for h in scope["headers"] if h[0] not in _ENVELOPE_HEADERS]
+        if request.body is not None:
+            headers.append((b"content-type", b"application/json"))
+        target = request.path[3:] + (f"?{request.query_string}" if request.query_string else "")
+        await forward(
+            self.upstream,
+            receive,
+            send,
+            method=request.method,
+            target=target,
+            headers=self.upstream_headers.build(headers, keep_length=False),
+            body=request.body,
             request_id=request_id,
         )
 
@@ -147,21 +141,6 @@ class Relay:
         if identity is None:
             raise unauthorized()
         return identity
-
-    async def admit(self, head: RequestHead, receive: Receive) -> bytes | RequestBody | None:
-        """Check content type and size before anything reaches upstream."""
-        if not head.has_body:
-            return None
-        if head.content_length is not None and head.content_length < 0:
-            raise RelayError(400, "Invalid Content-Length header.", code="invalid_request")
-        kind = body_kind(head.content_type)
-        if kind is None:
-            raise unsupported_media_type(head.content_type.decode("latin-1"))
-        limit = self.settings.max_json_bytes if kind == "json" else self.settings.max_body_bytes
-        if head.content_length is not None and head.content_length > limit:
-            raise too_large(limit)
-        body = RequestBody(receive, limit)
-        return await body.read() if kind == "json" else body
 
     def _with_request_id(self, scope: Scope, send: Send) -> Send:
         head = RequestHead.parse(scope["headers"])

@@ -72,12 +72,15 @@ class UpstreamHeaders:
         self._fixed = tuple(fixed)
         self._beta = tuple(beta)
 
-    def build(self, client_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    def build(
+        self, client_headers: Iterable[tuple[bytes, bytes]], *, keep_length: bool
+    ) -> list[tuple[str, str]]:
+        """`keep_length` is false when the body is sent as bytes: aiohttp sets their length."""
         out: list[tuple[str, str]] = []
         beta: list[str] = []
         for raw_name, raw_value in client_headers:
             name = raw_name.lower()
-            if name in _REQUEST_DROPPED:
+            if name in _REQUEST_DROPPED or (name == b"content-length" and not keep_length):
                 if name == b"openai-beta":
                     beta.append(raw_value.decode("latin-1"))
                 continue
