@@ -22,10 +22,10 @@ def _error_response(error: RelayError) -> Response:
     return Response(error.body(), status_code=error.status, media_type="application/json")
 
 
-def local_app(settings: Settings) -> FastAPI:
+def local_app(relay: Relay) -> FastAPI:
     """The framework side: routes whose schemas earn FastAPI's cost."""
     app = FastAPI(title="teamrelay", version=__version__, docs_url=None, redoc_url=None)
-    app.include_router(public_router(settings))
+    app.include_router(public_router(relay.settings))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> Response:
@@ -49,7 +49,8 @@ def local_app(settings: Settings) -> FastAPI:
 
 def create_app(settings: Settings | None = None) -> Relay:
     try:
-        settings = settings or load_settings()
-        return Relay(settings, local_app(settings))
+        relay = Relay(settings or load_settings())
     except (ConfigError, PolicyError) as exc:
         raise SystemExit(f"teamrelay: {exc}") from None
+    relay.local = local_app(relay)
+    return relay

@@ -8,6 +8,7 @@ import typer
 import uvicorn
 
 from teamrelay.catalog import PolicyError
+from teamrelay.catalog import cli as catalog_cli
 from teamrelay.config import ConfigError, load_settings
 from teamrelay.routing import Router
 
@@ -62,6 +63,10 @@ def serve(
         server_header=False,
         date_header=False,
     )
+
+
+for command in catalog_cli.app.registered_commands:
+    app.registered_commands.append(command)
 
 
 def main() -> None:

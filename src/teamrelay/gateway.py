@@ -34,14 +34,21 @@ PROXY_PATH = "/v1/proxy"
 _ENVELOPE_HEADERS = frozenset({b"content-type", b"content-length", b"accept-encoding"})
 
 
+async def _no_local_routes(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("Relay.local was not set")
+
+
 def _new_request_id() -> bytes:
     return b"req_relay_" + secrets.token_hex(12).encode()
 
 
 class Relay:
-    def __init__(self, settings: Settings, local: ASGIApp) -> None:
+    """The hot path, and the parts the relay's own routes share with it (`local` is set by
+    `app.create_app` once those routes are built around this object)."""
+
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.local = local
+        self.local: ASGIApp = _no_local_routes
         self.upstream = Upstream(settings)
         self.upstream_headers = UpstreamHeaders(
             settings.openai_api_key.get_secret_value(),
@@ -52,8 +59,8 @@ class Relay:
         self.keys = StaticKeys(settings.relay_keys)
         self.router = Router(policy_file=settings.policy_file, allowlist=settings.model_allowlist)
         self.admission = Admission(settings, self.router)
-        self._startup: list[Callable[[], Awaitable[None]]] = [self.upstream.start]
-        self._shutdown: list[Callable[[], Awaitable[None]]] = [self.upstream.close]
+        self.startup: list[Callable[[], Awaitable[None]]] = [self.upstream.start]
+        self.shutdown: list[Callable[[], Awaitable[None]]] = [self.upstream.close]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -158,13 +165,13 @@ class Relay:
         try:
             if not self.settings.auth_enabled:
                 logger.warning("RELAY_AUTH_ENABLED=false: the relay accepts requests without a key")
-            for step in self._startup:
+            for step in self.startup:
                 await step()
         except Exception as exc:
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
         await send({"type": "lifespan.startup.complete"})
         await receive()
-        for step in reversed(self._shutdown):
+        for step in reversed(self.shutdown):
             await step()
         await send({"type": "lifespan.shutdown.complete"})

@@ -1,0 +1,289 @@
+"""`python -m bench`: start the fast upstream, nginx and the relay, measure, print the table."""
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shlex
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from bench import client, nginx, payloads, wrk
+from bench.memory import PeakRss
+from bench.processes import Child, free_port, running, wait_http, wait_tcp
+from bench.report import TARGETS, Results, checks, percentile, table
+
+MEASUREMENTS = ("rps", "latency", "sse", "upload")
+REPO = Path(__file__).resolve().parent.parent
+RELAY_CMD = ".venv/bin/teamrelay serve --host 127.0.0.1 --port {port} --workers {workers}"
+
+
+def _csv(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        unknown = sorted(set(items) - set(allowed))
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(allowed)}")
+        return items
+
+    return parse
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure the relay against a direct connection and nginx on one fast upstream.",
+    )
+    p.add_argument(
+        "--only",
+        type=_csv(MEASUREMENTS),
+        default=list(MEASUREMENTS),
+        help=f"measurements to run, comma-separated ({','.join(MEASUREMENTS)})",
+    )
+    p.add_argument(
+        "--targets",
+        type=_csv(TARGETS),
+        default=list(TARGETS),
+        help="targets to measure, comma-separated (direct,nginx,relay)",
+    )
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of each wrk run")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk warm-up per target")
+    p.add_argument("--requests", type=int, default=3000, help="sequential requests for p50/p99")
+    p.add_argument("--sse-requests", type=int, default=200)
+    p.add_argument("--sse-events", type=int, default=20)
+    p.add_argument(
+        "--sse-gap-ms",
+        type=float,
+        default=1.0,
+        help="upstream pause between SSE events after the first",
+    )
+    p.add_argument("--upload-mb", type=int, default=200)
+    p.add_argument("--relay-workers", type=int, default=1)
+    p.add_argument(
+        "--relay-cmd",
+        default=RELAY_CMD,
+        help="command starting the relay (run in a temporary directory, paths relative to the "
+        "repository); {port}, {workers} and {repo} are filled in",
+    )
+    p.add_argument(
+        "--relay-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the relay (repeatable)",
+    )
+    p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin: by default servers under test get CPU 0, everything else CPU 1",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat rps/latency/sse this many times, keeping each target's best figure",
+    )
+    p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument("--check", action="store_true", help="exit 1 if an acceptance check fails")
+    args = p.parse_args(argv)
+    for item in args.relay_env:
+        if "=" not in item:
+            p.error(f"--relay-env wants NAME=VALUE, got {item!r}")
+    return args
+
+
+def _cpu_plan(no_pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(CPUs for the proxy under test, CPUs for upstream + load generator + this client)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if no_pin or len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def _relay_env(upstream_port: int, tmp: Path, extra: list[str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RELAY_"))}
+    env.update(
+        OPENAI_API_KEY=payloads.UPSTREAM_KEY,
+        OPENAI_BASE_URL=f"http://127.0.0.1:{upstream_port}/v1",
+        RELAY_KEYS=payloads.RELAY_KEY,
+        RELAY_DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/bench.db",
+    )
+    for item in extra:
+        name, _, value = item.partition("=")
+        env[name] = value
+    return env
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _on_term(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _start_upstream(args: argparse.Namespace, tmp: Path, port: int, cpus: set[int] | None) -> Child:
+    argv = [sys.executable, "-m", "bench.upstream", "--port", str(port)]
+    argv += ["--sse-events", str(args.sse_events), "--sse-gap-ms", str(args.sse_gap_ms)]
+    return Child("upstream", argv, tmp / "upstream.log", cpus=cpus, cwd=REPO)
+
+
+def _start_relay(
+    args: argparse.Namespace, tmp: Path, port: int, upstream_port: int, cpus: set[int] | None
+) -> Child:
+    argv = shlex.split(args.relay_cmd.format(port=port, workers=args.relay_workers, repo=REPO))
+    if "/" in argv[0] and not os.path.isabs(argv[0]):
+        argv[0] = str(REPO / argv[0])  # the relay runs in the temporary directory
+    env = _relay_env(upstream_port, tmp, args.relay_env)
+    return Child("relay", argv, tmp / "relay.log", cpus=cpus, env=env, cwd=tmp)
+
+
+def _measure_rps(
+    args: argparse.Namespace,
+    results: Results,
+    ports: dict[str, int],
+    tmp: Path,
+    cpus: set[int] | None,
+) -> None:
+    script = wrk.write_script(tmp)
+    for t, port in ports.items():
+        url = f"http://127.0.0.1:{port}{payloads.CHAT_PATH}"
+        wrk.run(url, script, args.connections, args.warmup, cpus=cpus)
+        r = wrk.run(url, script, args.connections, args.duration, cpus=cpus)
+        if r.requests == 0 or r.non_2xx:
+            raise RuntimeError(f"wrk against {t}: {r.non_2xx}/{r.requests} non-2xx answers")
+        results.rps[t] = max(results.rps.get(t, 0.0), r.rps)
+        results.rps_errors[t] = results.rps_errors.get(t, 0) + r.errors
+        _say(
+            f"rps {t}: {r.rps:.0f} ({r.requests} requests, avg {r.latency_avg_ms:.2f} ms,"
+            f" {r.errors} socket errors)"
+        )
+
+
+def _measure_latency(args: argparse.Namespace, results: Results, ports: dict[str, int]) -> None:
+    for t, port in ports.items():
+        samples = client.latencies(port, args.requests)
+        p50, p99 = statistics.median(samples), percentile(samples, 0.99)
+        results.p50[t] = min(results.p50.get(t, p50), p50)
+        results.p99[t] = min(results.p99.get(t, p99), p99)
+        _say(f"latency {t}: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+
+
+def _measure_sse(args: argparse.Namespace, results: Results, ports: dict[str, int]) -> None:
+    for t, port in ports.items():
+        samples = client.first_events(port, args.sse_requests, args.sse_events + 2)
+        median = statistics.median(samples)
+        results.ttfe[t] = min(results.ttfe.get(t, median), median)
+        _say(f"sse {t}: first event median {median:.3f} ms")
+
+
+def _measure_upload(
+    args: argparse.Namespace, results: Results, ports: dict[str, int], relay: Child | None
+) -> None:
+    size = args.upload_mb * 1024 * 1024
+    for t, port in ports.items():
+        if t == "relay" and relay is not None:
+            time.sleep(0.5)  # let the relay settle after the previous load
+            with PeakRss(relay.pid) as rss:
+                up = client.upload(port, size)
+            results.rss_before_mb = rss.before / 2**20
+            results.rss_peak_mb = rss.peak / 2**20
+            if rss.kernel_peak is not None:
+                results.rss_kernel_peak_mb = rss.kernel_peak / 2**20
+            _say(
+                f"upload relay RSS: {rss.samples} samples, before {results.rss_before_mb:.1f} MB,"
+                f" peak {results.rss_peak_mb:.1f} MB, kernel peak {results.rss_kernel_peak_mb} MB"
+            )
+        else:
+            up = client.upload(port, size)
+        results.upload_seconds[t] = up.seconds
+        results.upload_intact[t] = up.intact
+        _say(
+            f"upload {t}: {up.sent / 2**20:.0f} MB in {up.seconds:.2f} s, "
+            f"upstream got {up.received} bytes, intact={up.intact}"
+        )
+
+
+def run(args: argparse.Namespace) -> Results:
+    proxy_cpus, client_cpus = _cpu_plan(args.no_pin)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
+        _say(f"pinning: nginx/relay on CPU {proxy_cpus}, upstream + wrk + client on {client_cpus}")
+    results = Results()
+    with (
+        tempfile.TemporaryDirectory(prefix="teamrelay-bench-") as tmp_name,
+        contextlib.ExitStack() as stack,
+    ):
+        tmp = Path(tmp_name)
+        up_port = free_port()
+        upstream = stack.enter_context(running(_start_upstream(args, tmp, up_port, client_cpus)))
+        wait_tcp(upstream, up_port)
+        ports: dict[str, int] = {}
+        relay: Child | None = None
+        for target in TARGETS:
+            if target not in args.targets:
+                continue
+            if target == "direct":
+                ports[target] = up_port
+            elif target == "nginx":
+                ports[target] = free_port()
+                stack.enter_context(running(nginx.start(tmp, ports[target], up_port, proxy_cpus)))
+            else:
+                ports[target] = free_port()
+                relay = _start_relay(args, tmp, ports[target], up_port, proxy_cpus)
+                stack.enter_context(running(relay))
+                wait_http(relay, ports[target], "/health")
+        _say(f"targets: {', '.join(f'{t}=:{p}' for t, p in ports.items())}")
+        for round_ in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                _say(f"round {round_}/{args.rounds}")
+            if "rps" in args.only:
+                _measure_rps(args, results, ports, tmp, client_cpus)
+            if "latency" in args.only:
+                _measure_latency(args, results, ports)
+            if "sse" in args.only:
+                _measure_sse(args, results, ports)
+        if "upload" in args.only:
+            _measure_upload(args, results, ports, relay)
+        if relay is not None:
+            relay.check_alive()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGHUP, _on_term)
+    started = time.strftime("%Y-%m-%d %H:%M")
+    load = os.getloadavg()[0]
+    results = run(args)
+    print(
+        f"\nteamrelay bench, {started}, {os.cpu_count()} CPUs "
+        f"(1-min load {load:.2f} before the run), "
+        f"relay workers {args.relay_workers}, relay env {args.relay_env or 'default'}\n"
+    )
+    print(table(results))
+    outcome = checks(results)
+    if outcome:
+        print()
+    for text, ok in outcome:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    if args.json:
+        doc = dataclasses.asdict(results) | {
+            "started": started,
+            "args": vars(args) | {"json": str(args.json)},
+        }
+        args.json.write_text(json.dumps(doc, indent=2, default=str))
+    return 1 if args.check and not all(ok for _, ok in outcome) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
