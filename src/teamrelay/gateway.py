@@ -38,6 +38,10 @@ async def _no_local_routes(scope: Scope, receive: Receive, send: Send) -> None:
     raise RuntimeError("Relay.local was not set")
 
 
+async def _no_websockets(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "websocket.close", "code": 1008})
+
+
 def _new_request_id() -> bytes:
     return b"req_relay_" + secrets.token_hex(12).encode()
 
@@ -49,6 +53,7 @@ class Relay:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.local: ASGIApp = _no_local_routes
+        self.websocket: ASGIApp = _no_websockets
         self.upstream = Upstream(settings)
         self.upstream_headers = UpstreamHeaders(
             settings.openai_api_key.get_secret_value(),
@@ -71,6 +76,8 @@ class Relay:
                 await self.local(scope, receive, self._with_request_id(scope, send))
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+        elif scope["path"].startswith("/v1/"):
+            await self.websocket(scope, receive, send)
         else:
             await self.local(scope, receive, send)
 
