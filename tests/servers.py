@@ -8,12 +8,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx2
 import uvicorn
@@ -87,30 +88,32 @@ def relay_process(upstream_base_url: str, **extra: str) -> Iterator[RunningRelay
     sock.close()
     env = {**os.environ, **relay_env(upstream_base_url, **extra)}
     command = [str(Path(sys.executable).parent / "teamrelay"), "serve", "--host", "127.0.0.1"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process)
-        yield RunningRelay(url, process)
-    finally:
-        process.terminate()
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            [*command, "--port", str(port), "--log-level", "warning"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            _wait_healthy(url, process, output)
+            yield RunningRelay(url, process)
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], output: IO[bytes]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            raise RuntimeError(f"relay exited: {output}")
+            output.seek(0)
+            raise RuntimeError(f"relay exited: {output.read().decode()}")
         with contextlib.suppress(httpx2.HTTPError):
             if httpx2.get(url + "/health", timeout=1).status_code == 200:
                 return
