@@ -21,6 +21,7 @@ from yarl import URL
 from teamrelay.body import ClientGone, RequestBody
 from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
 from teamrelay.headers import response_headers
+from teamrelay.tap import Tap
 from teamrelay.upstream import Upstream
 
 logger = logging.getLogger("teamrelay.forward")
@@ -35,9 +36,28 @@ class UpstreamBroke(Exception):
 
 
 @dataclass(slots=True)
+class Call:
+    """One upstream request as the relay will send it.
+
+    `rewrite`, for the few answers the relay must change (a filtered model list), gets a
+    successful answer's whole body. `strip_usage` says the relay added `include_usage` to a
+    chat stream, so the tap removes what that added on the way back.
+    """
+
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes | RequestBody | None
+    request_id: bytes
+    rewrite: Callable[[bytes], bytes] | None = None
+    strip_usage: bool = False
+
+
+@dataclass(slots=True)
 class Exchange:
     """What happened, for the ledger: filled in as the exchange progresses."""
 
+    tap: Tap | None = None
     status: int = 0
     ttfb: float | None = None
     bytes_out: int = 0
@@ -68,33 +88,20 @@ async def _watch_disconnect(receive: Receive, response: aiohttp.ClientResponse) 
     response.close()
 
 
-async def forward(
-    upstream: Upstream,
-    receive: Receive,
-    send: Send,
-    *,
-    method: str,
-    target: str,
-    headers: list[tuple[str, str]],
-    body: bytes | RequestBody | None,
-    request_id: bytes,
-    rewrite: Callable[[bytes], bytes] | None = None,
-) -> Exchange:
-    """Relay one request; errors before the answer starts are sent in OpenAI's shape.
-
-    `rewrite`, for the few answers the relay must change (a filtered model list), gets a
-    successful answer's whole body; it is only used on small JSON answers.
-    """
+async def forward(upstream: Upstream, call: Call, receive: Receive, send: Send) -> Exchange:
+    """Relay one request; errors before the answer starts are sent in OpenAI's shape."""
     exchange = Exchange()
+    body = call.body
+    request_id = call.request_id
     data: bytes | AsyncIterator[bytes] | None = (
         body.stream() if isinstance(body, RequestBody) else body
     )
     started = time.perf_counter()
     try:
         response = await upstream.session.request(
-            method,
-            URL(upstream.base_url + target, encoded=True),
-            headers=headers,
+            call.method,
+            URL(upstream.base_url + call.target, encoded=True),
+            headers=call.headers,
             data=data,
             allow_redirects=False,
         )
@@ -111,7 +118,7 @@ async def forward(
         return exchange
     exchange.ttfb = time.perf_counter() - started
     try:
-        await _answer(upstream, response, receive, send, exchange, request_id, body, rewrite)
+        await _answer(upstream, response, call, receive, send, exchange)
     finally:
         response.release()
     return exchange
@@ -129,19 +136,24 @@ def _client_left(exc: BaseException) -> bool:
 async def _answer(
     upstream: Upstream,
     response: aiohttp.ClientResponse,
+    call: Call,
     receive: Receive,
     send: Send,
     exchange: Exchange,
-    request_id: bytes,
-    body: bytes | RequestBody | None,
-    rewrite: Callable[[bytes], bytes] | None,
 ) -> None:
     exchange.status = response.status
-    exchange.upstream_request_id = response.headers.get("x-request-id")
+    headers = response.headers
+    exchange.upstream_request_id = headers.get("x-request-id")
+    tap = Tap.for_response(
+        headers.get("content-type"), headers.get("content-encoding"), call.strip_usage
+    )
+    exchange.tap = tap
+    request_id = call.request_id
     head = response_headers(response.raw_headers, request_id)
+    if tap.strips:
+        head = [h for h in head if h[0].lower() != b"content-length"]
     length = response.content_length
-    if rewrite is not None and response.status != 200:
-        rewrite = None
+    rewrite = call.rewrite if response.status == 200 else None
     if rewrite is not None or (length is not None and length <= _SMALL_ANSWER):
         try:
             payload = await response.read()
@@ -150,6 +162,7 @@ async def _answer(
             exchange.status, exchange.error_type = failure.status, failure.code
             await failure.send(send, [(b"x-relay-request-id", request_id)])
             return
+        payload = _through(tap, payload)
         if rewrite is not None:
             payload = rewrite(payload)
             head = [h for h in head if h[0].lower() not in _REWRITTEN]
@@ -162,10 +175,11 @@ async def _answer(
     if response.connection is not None and response.connection.protocol is not None:
         response.connection.protocol.read_timeout = upstream.idle_timeout
     await send({"type": "http.response.start", "status": response.status, "headers": head})
+    body = call.body
     body_done = body is None or isinstance(body, bytes) or body.complete
     watcher = asyncio.create_task(_watch_disconnect(receive, response)) if body_done else None
     try:
-        await _pump(response, send, exchange)
+        await _pump(response, send, exchange, tap)
     except (aiohttp.ClientError, TimeoutError) as exc:
         if watcher is not None and watcher.done():
             return
@@ -186,8 +200,18 @@ async def _answer(
             watcher.cancel()
 
 
-async def _pump(response: aiohttp.ClientResponse, send: Send, exchange: Exchange) -> None:
+def _through(tap: Tap, payload: bytes) -> bytes:
+    out = tap.feed(payload)
+    rest = tap.finish()
+    return out + rest if rest else out
+
+
+async def _pump(response: aiohttp.ClientResponse, send: Send, exchange: Exchange, tap: Tap) -> None:
     async for chunk in response.content.iter_any():
-        exchange.bytes_out += len(chunk)
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+        out = tap.feed(chunk)
+        if out:
+            exchange.bytes_out += len(out)
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+    rest = tap.finish()
+    exchange.bytes_out += len(rest)
+    await send({"type": "http.response.body", "body": rest})

@@ -19,9 +19,10 @@ from teamrelay.body import RequestBody
 from teamrelay.catalog import parse_envelope
 from teamrelay.config import Settings
 from teamrelay.errors import RelayError, unauthorized
-from teamrelay.forward import forward
+from teamrelay.forward import Call, forward
 from teamrelay.headers import REQUEST_ID, UpstreamHeaders
 from teamrelay.routing import Router
+from teamrelay.tap import inject_include_usage
 from teamrelay.upstream import Upstream
 
 logger = logging.getLogger("teamrelay")
@@ -30,6 +31,8 @@ LOCAL_V1_PATHS = frozenset(
     {"/v1/health", "/v1/actions/ping", "/v1/actions/relay_info", "/v1/manifest"}
 )
 PROXY_PATH = "/v1/proxy"
+# Streams whose token usage OpenAI reports only when asked: the relay asks, then hides it.
+_USAGE_OPT_IN = frozenset({"createChatCompletion", "createCompletion"})
 # Headers that describe the client's own body: wrong for the body the envelope stands for.
 _ENVELOPE_HEADERS = frozenset({b"content-type", b"content-length", b"accept-encoding"})
 
@@ -40,6 +43,11 @@ async def _no_local_routes(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def _no_websockets(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "websocket.close", "code": 1008})
+
+
+def _without_accept_encoding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """For answers the relay must read or edit: ask the upstream for them uncompressed."""
+    return [h for h in headers if h[0] != b"accept-encoding"]
 
 
 def _new_request_id() -> bytes:
@@ -101,22 +109,20 @@ class Relay:
             path += "?" + scope["query_string"].decode("latin-1")
         client_headers = scope["headers"]
         rewrite = None
+        strip_usage = False
         if operation.operation_id == "listModels" and not self.router.allowlist.is_open:
             rewrite = self.router.allowlist.filter_models_list
-            client_headers = [h for h in client_headers if h[0] != b"accept-encoding"]
-        await forward(
-            self.upstream,
-            receive,
-            send,
-            method=method,
-            target=path,
-            headers=self.upstream_headers.build(
-                client_headers, keep_length=isinstance(body, RequestBody)
-            ),
-            body=body,
-            request_id=request_id,
-            rewrite=rewrite,
+            client_headers = _without_accept_encoding(client_headers)
+        elif operation.operation_id in _USAGE_OPT_IN and isinstance(body, bytes):
+            injected = inject_include_usage(body) if b'"stream"' in body else None
+            if injected is not None:
+                body, strip_usage = injected, True
+                client_headers = _without_accept_encoding(client_headers)
+        headers = self.upstream_headers.build(
+            client_headers, keep_length=isinstance(body, RequestBody)
         )
+        call = Call(method, path, headers, body, request_id, rewrite, strip_usage)
+        await forward(self.upstream, call, receive, send)
 
     async def _proxy(
         self, scope: Scope, receive: Receive, send: Send, head: RequestHead, request_id: bytes
@@ -137,16 +143,9 @@ class Relay:
         if request.body is not None:
             headers.append((b"content-type", b"application/json"))
         target = request.path[3:] + (f"?{request.query_string}" if request.query_string else "")
-        await forward(
-            self.upstream,
-            receive,
-            send,
-            method=request.method,
-            target=target,
-            headers=self.upstream_headers.build(headers, keep_length=False),
-            body=request.body,
-            request_id=request_id,
-        )
+        upstream_headers = self.upstream_headers.build(headers, keep_length=False)
+        call = Call(request.method, target, upstream_headers, request.body, request_id)
+        await forward(self.upstream, call, receive, send)
 
     async def authenticate(self, head: RequestHead) -> Identity | None:
         if not self.settings.auth_enabled:

@@ -31,6 +31,7 @@ class Received:
     status: int | None = None
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     events_sent_at: list[float] = field(default_factory=list)
+    sent: bytearray = field(default_factory=bytearray)  # a streamed body's first MiB, as sent
     dropped_at: float | None = None
     fault: Fault | None = None
 

@@ -108,6 +108,9 @@ class Streamer:
             await self.drop()
         await self.response.write(data)
         self.sent_bytes += len(data)
+        sent = self.exchange.received.sent
+        if len(sent) < 1 << 20:
+            sent += data
 
     async def drop(self) -> NoReturn:
         """Close the socket with no terminating chunk (close() still flushes what was written)."""
@@ -132,7 +135,7 @@ async def sse_json_events(
         headers={"Cache-Control": "no-cache"},
     )
     for name, payload in events:
-        await streamer.event(json.dumps(payload), name)
+        await streamer.event(json.dumps(payload, separators=(",", ":")), name)
     if done:
         await streamer.event("[DONE]")
     await streamer.finish()
