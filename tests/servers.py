@@ -43,18 +43,28 @@ def free_socket() -> socket.socket:
     return sock
 
 
-def relay_env(upstream_base_url: str, **extra: str) -> dict[str, str]:
+def relay_env(upstream_base_url: str, data_dir: str, **extra: str) -> dict[str, str]:
+    """A relay's environment; its SQLite file lives in `data_dir` unless `extra` says otherwise."""
     return {
         "OPENAI_API_KEY": UPSTREAM_KEY,
         "OPENAI_BASE_URL": upstream_base_url,
         "RELAY_KEYS": RELAY_KEY,
+        "RELAY_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir}/relay.db",
         **extra,
     }
 
 
 @contextlib.contextmanager
 def relay_in_thread(upstream_base_url: str, **extra: Any) -> Iterator[RunningRelay]:
-    settings = Settings(_env_file=None, **relay_env(upstream_base_url, **extra))  # type: ignore[call-arg]
+    with tempfile.TemporaryDirectory() as data_dir:
+        env = relay_env(upstream_base_url, data_dir, **extra)
+        settings = Settings(_env_file=None, **env)  # type: ignore[call-arg]
+        with _serve_in_thread(settings) as running:
+            yield running
+
+
+@contextlib.contextmanager
+def _serve_in_thread(settings: Settings) -> Iterator[RunningRelay]:
     config = uvicorn.Config(
         create_app(settings),
         lifespan="on",
@@ -86,9 +96,9 @@ def relay_process(upstream_base_url: str, **extra: str) -> Iterator[RunningRelay
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
-    env = {**os.environ, **relay_env(upstream_base_url, **extra)}
     command = [str(Path(sys.executable).parent / "teamrelay"), "serve", "--host", "127.0.0.1"]
-    with tempfile.TemporaryFile() as output:
+    with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryFile() as output:
+        env = {**os.environ, **relay_env(upstream_base_url, data_dir, **extra)}
         process = subprocess.Popen(
             [*command, "--port", str(port), "--log-level", "warning"],
             env=env,

@@ -10,8 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from teamrelay.actions.limits import DEFAULT_FILE_HOSTS
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -53,12 +62,30 @@ class Settings(BaseSettings):
     policy_file: Path | None = Field(None, validation_alias="RELAY_POLICY_FILE")
     model_allowlist: str | None = Field(None, validation_alias="RELAY_MODEL_ALLOWLIST")
 
+    ledger_enabled: bool = Field(True, validation_alias="RELAY_LEDGER_ENABLED")
+    prices_file: Path | None = Field(None, validation_alias="RELAY_PRICES_FILE")
+
     connect_timeout: float = Field(10.0, gt=0, validation_alias="RELAY_CONNECT_TIMEOUT")
     read_timeout: float = Field(600.0, gt=0, validation_alias="RELAY_READ_TIMEOUT")
     idle_timeout: float = Field(300.0, gt=0, validation_alias="RELAY_IDLE_TIMEOUT")
     max_body_bytes: int = Field(4 * 2**30, gt=0, validation_alias="RELAY_MAX_BODY_BYTES")
     max_json_bytes: int = Field(32 * 2**20, gt=0, validation_alias="RELAY_MAX_JSON_BYTES")
     upstream_connections: int = Field(512, gt=0, validation_alias="RELAY_UPSTREAM_CONNECTIONS")
+
+    # GPT Actions
+    actions_answer_budget: float = Field(
+        35.0, gt=0, lt=45, validation_alias="RELAY_ACTIONS_ANSWER_BUDGET"
+    )
+    actions_file_hosts: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)] = (
+        Field(DEFAULT_FILE_HOSTS, validation_alias="RELAY_ACTIONS_FILE_HOSTS")
+    )
+    actions_max_file_bytes: int = Field(
+        100 * 2**20, gt=0, validation_alias="RELAY_ACTIONS_MAX_FILE_BYTES"
+    )
+    actions_link_ttl: int = Field(300, gt=0, le=3600, validation_alias="RELAY_ACTIONS_LINK_TTL")
+    signing_key: SecretStr | None = Field(None, validation_alias="RELAY_SIGNING_KEY")
+    actions_allow_loopback: bool = Field(False, validation_alias="RELAY_ACTIONS_ALLOW_LOOPBACK")
+    actions_ca_file: Path | None = Field(None, validation_alias="RELAY_ACTIONS_CA_FILE")
 
     @field_validator("openai_beta", "relay_keys", mode="before")
     @classmethod
@@ -74,7 +101,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL without query or fragment")
         return value.rstrip("/")
 
-    @field_validator("policy_file")
+    @field_validator("policy_file", "prices_file")
     @classmethod
     def _readable_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

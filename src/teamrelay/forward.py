@@ -173,7 +173,9 @@ async def _answer(
         return
     exchange.streamed = True
     if response.connection is not None and response.connection.protocol is not None:
-        response.connection.protocol.read_timeout = upstream.idle_timeout
+        protocol = response.connection.protocol
+        protocol.read_timeout = upstream.idle_timeout
+        protocol.start_timeout()  # re-arm now: the armed timer still has the head's timeout
     await send({"type": "http.response.start", "status": response.status, "headers": head})
     body = call.body
     body_done = body is None or isinstance(body, bytes) or body.complete

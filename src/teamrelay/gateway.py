@@ -13,14 +13,18 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from teamrelay.accounting import Observer, Ticket, entry_of
 from teamrelay.admission import Admission, RequestHead
-from teamrelay.auth import Identity, StaticKeys
 from teamrelay.body import RequestBody
 from teamrelay.catalog import parse_envelope
 from teamrelay.config import Settings
 from teamrelay.errors import RelayError, unauthorized
 from teamrelay.forward import Call, forward
 from teamrelay.headers import REQUEST_ID, UpstreamHeaders
+from teamrelay.keys.store import KeyRecord, KeyStore
+from teamrelay.ledger.db import create_engine, upgrade
+from teamrelay.ledger.prices import load_prices
+from teamrelay.ledger.recorder import Recorder
 from teamrelay.routing import Router
 from teamrelay.tap import inject_include_usage
 from teamrelay.upstream import Upstream
@@ -69,11 +73,29 @@ class Relay:
             project=settings.openai_project,
             beta=settings.openai_beta,
         )
-        self.keys = StaticKeys(settings.relay_keys)
         self.router = Router(policy_file=settings.policy_file, allowlist=settings.model_allowlist)
         self.admission = Admission(settings, self.router)
-        self.startup: list[Callable[[], Awaitable[None]]] = [self.upstream.start]
-        self.shutdown: list[Callable[[], Awaitable[None]]] = [self.upstream.close]
+        self.engine = create_engine(settings.database_url)
+        self.keys = KeyStore(self.engine, bootstrap=settings.relay_keys)
+        self.recorder = Recorder(self.engine, load_prices(settings.prices_file))
+        self.observers: list[Observer] = []
+        self.reads_usage = settings.ledger_enabled
+        if settings.ledger_enabled:
+            self.observers.append(self.recorder.record)
+        self.startup: list[Callable[[], Awaitable[None]]] = [
+            self._migrate,
+            self.keys.start,
+            self.recorder.start,
+            self.upstream.start,
+        ]
+        self.shutdown: list[Callable[[], Awaitable[None]]] = [
+            self.engine.dispose,
+            self.recorder.stop,
+            self.upstream.close,
+        ]
+
+    async def _migrate(self) -> None:
+        await upgrade(self.settings.database_url)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -91,20 +113,34 @@ class Relay:
 
     async def relay(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = RequestHead.parse(scope["headers"])
-        request_id = head.request_id or _new_request_id()
-        method: str = scope["method"]
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        path = raw_path[3:].decode("latin-1")
+        ticket = Ticket.open(
+            scope["method"], raw_path.decode("latin-1"), head.request_id or _new_request_id()
+        )
         try:
-            await self.authenticate(head)
+            ticket.key = await self.authenticate(head, scope="api")
             if scope["path"] == PROXY_PATH:
-                await self._proxy(scope, receive, send, head, request_id)
-                return
-            operation = self.router.route(method, path)
-            body = await self.admission.body(head, operation, receive)
+                call = await self._proxy_call(scope, receive, head, ticket)
+            else:
+                call = await self._call(scope, receive, head, ticket)
+            ticket.exchange = await forward(self.upstream, call, receive, send)
         except RelayError as error:
-            await error.send(send, [(REQUEST_ID, request_id)])
-            return
+            ticket.refusal = error
+            await error.send(send, [(REQUEST_ID, ticket.request_id)])
+        finally:
+            if self.observers:
+                entry = entry_of(ticket)
+                for observe in self.observers:
+                    observe(entry)
+
+    async def _call(
+        self, scope: Scope, receive: Receive, head: RequestHead, ticket: Ticket
+    ) -> Call:
+        method = ticket.method
+        path = ticket.path[3:]
+        operation = self.router.route(method, path)
+        ticket.operation = operation.operation_id
+        body = ticket.body = await self.admission.body(head, operation, receive)
         if scope["query_string"]:
             path += "?" + scope["query_string"].decode("latin-1")
         client_headers = scope["headers"]
@@ -113,7 +149,9 @@ class Relay:
         if operation.operation_id == "listModels" and not self.router.allowlist.is_open:
             rewrite = self.router.allowlist.filter_models_list
             client_headers = _without_accept_encoding(client_headers)
-        elif operation.operation_id in _USAGE_OPT_IN and isinstance(body, bytes):
+        elif (
+            self.reads_usage and operation.operation_id in _USAGE_OPT_IN and isinstance(body, bytes)
+        ):
             injected = inject_include_usage(body) if b'"stream"' in body else None
             if injected is not None:
                 body, strip_usage = injected, True
@@ -121,22 +159,21 @@ class Relay:
         headers = self.upstream_headers.build(
             client_headers, keep_length=isinstance(body, RequestBody)
         )
-        call = Call(method, path, headers, body, request_id, rewrite, strip_usage)
-        await forward(self.upstream, call, receive, send)
+        return Call(method, path, headers, body, ticket.request_id, rewrite, strip_usage)
 
-    async def _proxy(
-        self, scope: Scope, receive: Receive, send: Send, head: RequestHead, request_id: bytes
-    ) -> None:
+    async def _proxy_call(
+        self, scope: Scope, receive: Receive, head: RequestHead, ticket: Ticket
+    ) -> Call:
         """The seed's `/v1/proxy` envelope: one allowlisted JSON call, for GPT Actions."""
         if scope["method"] != "POST":
+            allow = ((b"allow", b"POST"),)
             raise RelayError(
-                405,
-                "Use POST for /v1/proxy.",
-                code="method_not_allowed",
-                headers=((b"allow", b"POST"),),
+                405, "Use POST for /v1/proxy.", code="method_not_allowed", headers=allow
             )
         envelope = await self.admission.json_body(head, receive)
         request = parse_envelope(envelope, self.router.catalog, self.router.policy)
+        ticket.operation = request.operation.operation_id
+        ticket.body = request.body
         if request.body is not None:
             self.router.check_model(request.operation, request.body)
         headers = [h for h in scope["headers"] if h[0] not in _ENVELOPE_HEADERS]
@@ -144,16 +181,20 @@ class Relay:
             headers.append((b"content-type", b"application/json"))
         target = request.path[3:] + (f"?{request.query_string}" if request.query_string else "")
         upstream_headers = self.upstream_headers.build(headers, keep_length=False)
-        call = Call(request.method, target, upstream_headers, request.body, request_id)
-        await forward(self.upstream, call, receive, send)
+        return Call(request.method, target, upstream_headers, request.body, ticket.request_id)
 
-    async def authenticate(self, head: RequestHead) -> Identity | None:
+    async def authenticate(self, head: RequestHead, scope: str) -> KeyRecord | None:
+        """The caller's key, which must hold `scope`; None only when auth is disabled."""
         if not self.settings.auth_enabled:
             return None
-        identity = await self.keys.lookup(head.key) if head.key else None
-        if identity is None:
+        key = await self.keys.lookup(head.key) if head.key else None
+        if key is None:
             raise unauthorized()
-        return identity
+        if scope not in key.scopes:
+            raise RelayError(
+                403, f"This relay key lacks the '{scope}' scope.", code="insufficient_scope"
+            )
+        return key
 
     def _with_request_id(self, scope: Scope, send: Send) -> Send:
         head = RequestHead.parse(scope["headers"])

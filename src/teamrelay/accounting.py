@@ -1,0 +1,84 @@
+"""One request's account: gathered along the hot path, settled once in a `finally`.
+
+Settling is synchronous (observers only enqueue), so it runs even when the request task is
+cancelled, and a request that fails anywhere still leaves its ledger row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from teamrelay.body import RequestBody
+from teamrelay.catalog import model_from_json
+from teamrelay.errors import RelayError
+from teamrelay.forward import Exchange
+from teamrelay.keys.store import KeyRecord
+from teamrelay.ledger.recorder import LedgerEntry
+
+Observer = Callable[[LedgerEntry], None]
+
+
+@dataclass(slots=True)
+class Ticket:
+    method: str
+    path: str
+    request_id: bytes
+    started: float
+    key: KeyRecord | None = None
+    operation: str | None = None
+    body: bytes | RequestBody | None = None
+    exchange: Exchange | None = None
+    refusal: RelayError | None = None
+
+    @classmethod
+    def open(cls, method: str, path: str, request_id: bytes) -> Ticket:
+        return cls(method, path, request_id, time.perf_counter())
+
+
+def entry_of(ticket: Ticket) -> LedgerEntry:
+    exchange = ticket.exchange or Exchange()
+    tap = exchange.tap
+    usage = tap.usage if tap is not None else None
+    body = ticket.body
+    model = tap.model if tap is not None else None
+    if model is None and isinstance(body, bytes):
+        model = model_from_json(body)
+    status, error_type = exchange.status, exchange.error_type
+    if ticket.refusal is not None:
+        status, error_type = ticket.refusal.status, ticket.refusal.code
+    elif status == 0:
+        status, error_type = 499, error_type or "client_disconnected"
+    elif status >= 400 and error_type is None:
+        error_type = f"upstream_{status}"
+    return LedgerEntry(
+        ts=datetime.now(UTC),
+        relay_request_id=ticket.request_id.decode(),
+        key_id=ticket.key.id if ticket.key else None,
+        key_name=ticket.key.name if ticket.key else None,
+        method=ticket.method,
+        operation=ticket.operation,
+        path=ticket.path[:1000],
+        model=model,
+        status=status,
+        duration_ms=(time.perf_counter() - ticket.started) * 1000,
+        ttfb_ms=exchange.ttfb * 1000 if exchange.ttfb is not None else None,
+        bytes_in=_bytes_in(body),
+        bytes_out=exchange.bytes_out,
+        streamed=exchange.streamed,
+        aborted=exchange.aborted,
+        input_tokens=usage.input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        cached_tokens=usage.cached_tokens if usage else None,
+        reasoning_tokens=usage.reasoning_tokens if usage else None,
+        upstream_request_id=exchange.upstream_request_id,
+        error_type=error_type,
+    )
+
+
+def _bytes_in(body: bytes | RequestBody | None) -> int:
+    if body is None:
+        return 0
+    return len(body) if isinstance(body, bytes) else body.received
