@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import logging
+import os
+import tempfile
 
 import typer
 import uvicorn
 
 from teamrelay.catalog import PolicyError
 from teamrelay.catalog import cli as catalog_cli
+from teamrelay.check import check
 from teamrelay.config import ConfigError, load_settings
+from teamrelay.observability.logs import logging_config
 from teamrelay.routing import Router
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A team's relay to OpenAI.")
@@ -18,20 +21,6 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="A team's rel
 @app.callback()
 def _root() -> None:
     """Keeps `serve` a subcommand while it is the only one."""
-
-
-class _QuietAbort(logging.Filter):
-    """uvicorn logs a traceback when a response is aborted on purpose; one line is enough."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is not None and type(exc).__name__ == "UpstreamBroke":
-            record.msg, record.args, record.exc_info = (
-                "aborted a response: upstream broke",
-                (),
-                None,
-            )
-        return True
 
 
 @app.command()
@@ -48,7 +37,8 @@ def serve(
     except (ConfigError, PolicyError) as exc:
         typer.echo(f"teamrelay: {exc}", err=True)
         raise typer.Exit(2) from None
-    logging.getLogger("uvicorn.error").addFilter(_QuietAbort())
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="teamrelay-metrics-")
     uvicorn.run(
         "teamrelay.app:create_app",
         factory=True,
@@ -58,7 +48,9 @@ def serve(
         loop="uvloop",
         http="httptools",
         log_level=log_level,
+        log_config=logging_config(settings.log_format, log_level),
         access_log=False,
+        timeout_graceful_shutdown=settings.drain_seconds,
         proxy_headers=False,
         server_header=False,
         date_header=False,
@@ -67,6 +59,7 @@ def serve(
 
 for command in catalog_cli.app.registered_commands:
     app.registered_commands.append(command)
+app.command()(check)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ report into `ConfigError` with that line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -64,6 +64,11 @@ class Settings(BaseSettings):
 
     ledger_enabled: bool = Field(True, validation_alias="RELAY_LEDGER_ENABLED")
     prices_file: Path | None = Field(None, validation_alias="RELAY_PRICES_FILE")
+
+    metrics_token: SecretStr | None = Field(None, validation_alias="RELAY_METRICS_TOKEN")
+    log_format: Literal["text", "json"] = Field("text", validation_alias="LOG_FORMAT")
+
+    drain_seconds: int = Field(30, ge=0, validation_alias="RELAY_DRAIN_SECONDS")
 
     connect_timeout: float = Field(10.0, gt=0, validation_alias="RELAY_CONNECT_TIMEOUT")
     read_timeout: float = Field(600.0, gt=0, validation_alias="RELAY_READ_TIMEOUT")

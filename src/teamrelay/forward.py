@@ -21,6 +21,7 @@ from yarl import URL
 from teamrelay.body import ClientGone, RequestBody
 from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
 from teamrelay.headers import response_headers
+from teamrelay.observability.metrics import STREAMS
 from teamrelay.tap import Tap
 from teamrelay.upstream import Upstream
 
@@ -180,6 +181,7 @@ async def _answer(
     body = call.body
     body_done = body is None or isinstance(body, bytes) or body.complete
     watcher = asyncio.create_task(_watch_disconnect(receive, response)) if body_done else None
+    STREAMS.inc()
     try:
         await _pump(response, send, exchange, tap)
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -195,6 +197,7 @@ async def _answer(
             return
         raise UpstreamBroke(type(exc).__name__) from None
     finally:
+        STREAMS.dec()
         if watcher is not None:
             if watcher.done():
                 exchange.aborted = True

@@ -25,6 +25,9 @@ from teamrelay.keys.store import KeyRecord, KeyStore
 from teamrelay.ledger.db import create_engine, upgrade
 from teamrelay.ledger.prices import load_prices
 from teamrelay.ledger.recorder import Recorder
+from teamrelay.observability.feed import Feed
+from teamrelay.observability.logs import write_request_lines
+from teamrelay.observability.metrics import Metrics
 from teamrelay.routing import Router
 from teamrelay.tap import inject_include_usage
 from teamrelay.upstream import Upstream
@@ -77,8 +80,11 @@ class Relay:
         self.admission = Admission(settings, self.router)
         self.engine = create_engine(settings.database_url)
         self.keys = KeyStore(self.engine, bootstrap=settings.relay_keys)
-        self.recorder = Recorder(self.engine, load_prices(settings.prices_file))
-        self.observers: list[Observer] = []
+        prices = load_prices(settings.prices_file)
+        self.recorder = Recorder(self.engine, prices)
+        self.metrics = Metrics(prices, lambda: self.recorder.queue_depth)
+        self.feed = Feed([self.metrics.record, write_request_lines])
+        self.observers: list[Observer] = [self.feed]
         self.reads_usage = settings.ledger_enabled
         if settings.ledger_enabled:
             self.observers.append(self.recorder.record)
@@ -86,11 +92,13 @@ class Relay:
             self._migrate,
             self.keys.start,
             self.recorder.start,
+            self.feed.start,
             self.upstream.start,
         ]
         self.shutdown: list[Callable[[], Awaitable[None]]] = [
             self.engine.dispose,
             self.recorder.stop,
+            self.feed.stop,
             self.upstream.close,
         ]
 

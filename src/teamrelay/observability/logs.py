@@ -1,0 +1,87 @@
+"""One log line per request: JSON with LOG_FORMAT=json, readable otherwise.
+
+Lines are built from ledger entries, which hold no secret by construction: key ids and
+names, never key material.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from teamrelay.ledger.recorder import LedgerEntry
+
+log = logging.getLogger("teamrelay.requests")
+
+_TEXT = (
+    "%(relay_request_id)s %(key_name)s %(method)s %(path)s %(operation)s -> %(status)s "
+    "%(duration_ms).1fms ttfb=%(ttfb_ms)s tokens=%(input_tokens)s/%(output_tokens)s"
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """Every record as one JSON object; request records carry their fields under `request`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request = getattr(record, "request", None)
+        if request is not None:
+            line["request"] = request
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class QuietAbort(logging.Filter):
+    """uvicorn logs a traceback when a response is aborted on purpose; one line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__name__ == "UpstreamBroke":
+            record.msg, record.args = "aborted a response: the upstream stream broke", ()
+            record.exc_info = None
+        return True
+
+
+def logging_config(log_format: str, level: str) -> dict[str, Any]:
+    """A dictConfig for uvicorn to apply in every worker process."""
+    formatter: dict[str, Any] = (
+        {"()": f"{__name__}.JsonFormatter"}
+        if log_format == "json"
+        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"relay": formatter},
+        "filters": {"quiet_abort": {"()": f"{__name__}.QuietAbort"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "relay",
+                "filters": ["quiet_abort"],
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            name: {"handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
+
+
+def write_request_lines(entries: Sequence[LedgerEntry]) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for entry in entries:
+        fields = asdict(entry)
+        fields["ts"] = entry.ts.isoformat()
+        log.info(_TEXT, fields, extra={"request": fields})
