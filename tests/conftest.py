@@ -11,6 +11,8 @@ import pytest
 from fakeupstream import FakeUpstream
 from servers import RELAY_KEY, UPSTREAM_KEY, RunningRelay, relay_in_thread
 
+pytest_plugins = ("dbfixtures",)
+
 _OWN_PREFIXES = ("OPENAI_", "RELAY_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 

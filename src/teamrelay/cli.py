@@ -12,6 +12,8 @@ from teamrelay.catalog import PolicyError
 from teamrelay.catalog import cli as catalog_cli
 from teamrelay.check import check
 from teamrelay.config import ConfigError, load_settings
+from teamrelay.keys.cli import keys_app
+from teamrelay.ledger.cli import db_app, usage
 from teamrelay.observability.logs import logging_config
 from teamrelay.routing import Router
 
@@ -60,6 +62,9 @@ def serve(
 for command in catalog_cli.app.registered_commands:
     app.registered_commands.append(command)
 app.command()(check)
+app.add_typer(keys_app, name="keys", help="Relay keys: create, list, revoke, rotate.")
+app.add_typer(db_app, name="db", help="The relay's database.")
+app.command("usage")(usage)
 
 
 def main() -> None:

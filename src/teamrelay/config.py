@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from teamrelay.actions.limits import DEFAULT_FILE_HOSTS
 
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/teamrelay.db"
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
@@ -51,9 +52,7 @@ class Settings(BaseSettings):
 
     relay_keys: CommaList = Field((), validation_alias=AliasChoices("RELAY_KEYS", "RELAY_KEY"))
     auth_enabled: bool = Field(True, validation_alias="RELAY_AUTH_ENABLED")
-    database_url: str = Field(
-        "sqlite+aiosqlite:///./data/teamrelay.db", validation_alias="RELAY_DATABASE_URL"
-    )
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="RELAY_DATABASE_URL")
     redis_url: str | None = Field(None, validation_alias="RELAY_REDIS_URL")
     public_url: str | None = Field(None, validation_alias="RELAY_PUBLIC_URL")
     environment: str = Field("production", validation_alias="RELAY_ENVIRONMENT")

@@ -1,0 +1,1 @@
+"""The operator's HTTP surface (admin-scope keys only)."""

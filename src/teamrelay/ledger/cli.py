@@ -1,0 +1,101 @@
+"""`teamrelay db …` and `teamrelay usage`."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from teamrelay.ledger.db import database_url, migrated_engine, shown_url, upgrade
+from teamrelay.ledger.usage import By, UsageGroup, UsageReport, parse_since, usage_report
+
+db_app = typer.Typer(help="The relay's database (keys and the usage ledger).", no_args_is_help=True)
+
+_COUNTS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+)
+
+
+@db_app.command("upgrade")
+def upgrade_command() -> None:
+    """Apply pending migrations (the relay also applies them when it starts)."""
+    url = database_url()
+    asyncio.run(upgrade(url))
+    Console(stderr=True).print(f"Database {shown_url(url)} is up to date.", highlight=False)
+
+
+def usage(
+    since: Annotated[
+        str, typer.Option(help="Period: a duration back from now (30m, 24h, 7d, 2w) or a date.")
+    ] = "7d",
+    by: Annotated[By, typer.Option(help="Group rows by this.")] = By.key,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+) -> None:
+    """Requests, tokens and estimated cost per key, model, day or operation, with a total."""
+    if as_json and as_csv:
+        raise typer.BadParameter("choose one of --json and --csv")
+    try:
+        start = parse_since(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+
+    async def report() -> UsageReport:
+        async with migrated_engine(database_url()) as engine:
+            return await usage_report(engine, by=by, since=start)
+
+    result = asyncio.run(report())
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    elif as_csv:
+        _write_csv(result)
+    else:
+        Console().print(_table(result))
+
+
+def _heads(by: By) -> list[str]:
+    return ["key_id", "key_name"] if by is By.key else [by.value]
+
+
+def _names(by: By, group: UsageGroup) -> list[str]:
+    if by is By.key:
+        return [group.group or "", group.label or ""]
+    return [group.group or ""]
+
+
+def _write_csv(report: UsageReport) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    heads = _heads(report.by)
+    writer.writerow([*heads, *_COUNTS])
+    for group in report.groups:
+        writer.writerow([*_names(report.by, group), *group.counts().values()])
+    writer.writerow(["(total)", *[""] * (len(heads) - 1), *report.total.counts().values()])
+
+
+def _table(report: UsageReport) -> Table:
+    since = report.since.strftime("%Y-%m-%d %H:%M UTC") if report.since else "the beginning"
+    table = Table(title=f"Usage by {report.by.value} since {since}", show_footer=True)
+    label = "key" if report.by is By.key else report.by.value
+    table.add_column(label, footer="total")
+    for name in _COUNTS:
+        table.add_column(name.replace("_", " "), justify="right", footer=_cell(report.total, name))
+    for group in report.groups:
+        shown = group.label if report.by is By.key else group.group
+        table.add_row(shown or "-", *(_cell(group, name) for name in _COUNTS))
+    return table
+
+
+def _cell(group: UsageGroup, name: str) -> str:
+    value = group.counts()[name]
+    return f"${value:,.4f}" if name == "cost_usd" else f"{value:,}"

@@ -1,0 +1,1 @@
+"""Alembic environment and revisions, shipped in the package and run by `teamrelay.ledger.db`."""

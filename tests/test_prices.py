@@ -1,0 +1,102 @@
+"""Model prices: matching of model names, cost arithmetic, the operator's override file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from teamrelay.ledger.prices import ModelPrice, Prices, PricesError, load_prices
+
+
+@pytest.fixture
+def prices() -> Prices:
+    return Prices(
+        {
+            "gpt-5": ModelPrice(input=1.25, cached_input=0.125, output=10.0),
+            "gpt-5-mini": ModelPrice(input=0.25, cached_input=0.025, output=2.0),
+            "gpt-4": ModelPrice(input=30.0, cached_input=30.0, output=60.0),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "listed"),
+    [
+        ("gpt-5-mini", "gpt-5-mini"),
+        ("gpt-5-mini-2025-08-07", "gpt-5-mini"),
+        ("gpt-5-2025-08-07", "gpt-5"),
+        ("gpt-4-0613", "gpt-4"),
+        ("gpt-5-codex", "gpt-5"),
+        ("gpt-5-mini-search-preview", "gpt-5-mini"),
+    ],
+)
+def test_dated_snapshots_and_variants_take_the_listed_models_price(
+    prices: Prices, model: str, listed: str
+) -> None:
+    assert prices.lookup(model) == prices.table[listed]
+
+
+@pytest.mark.parametrize("model", [None, "", "gpt-50", "chatgpt-4o-latest", "gpt-5mini"])
+def test_models_not_listed_have_no_price(prices: Prices, model: str | None) -> None:
+    assert prices.lookup(model) is None
+
+
+def test_cost_charges_cached_input_at_its_own_price_and_never_twice(prices: Prices) -> None:
+    cost = prices.cost("gpt-5-mini-2025-08-07", 1_000, 500, 200)
+    assert cost == pytest.approx((800 * 0.25 + 200 * 0.025 + 500 * 2.0) / 1e6)
+
+
+def test_cost_is_unknown_without_tokens_or_price(prices: Prices) -> None:
+    assert prices.cost("gpt-5", None, None, None) is None
+    assert prices.cost("unknown-model", 10, 10, 0) is None
+    assert prices.cost("gpt-5", 1_000_000, None, None) == pytest.approx(1.25)
+
+
+def test_shipped_prices_load_and_are_sane() -> None:
+    shipped = load_prices()
+    assert {"gpt-5", "gpt-5-mini", "gpt-4.1", "gpt-4o-mini", "o3"} <= set(shipped.table)
+    for name, price in shipped.table.items():
+        assert 0 <= price.cached_input <= price.input, name
+        assert price.output >= 0, name
+
+
+def test_operator_file_overrides_and_extends_the_shipped_prices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = tmp_path / "prices.toml"
+    own.write_text(
+        '[models]\n"gpt-5-mini" = { input = 0.2, output = 1.5 }\n'
+        '"team-model" = { input = 1, cached_input = 0.5, output = 2 }\n'
+    )
+    monkeypatch.setenv("RELAY_PRICES_FILE", str(own))
+    prices = load_prices()
+    assert prices.lookup("gpt-5-mini-2025-08-07") == ModelPrice(0.2, 0.2, 1.5)
+    assert prices.lookup("team-model") == ModelPrice(1.0, 0.5, 2.0)
+    assert prices.lookup("gpt-5") == load_prices(override=Path("/dev/null")).lookup("gpt-5")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[models\n",
+        '[models]\n"m" = { input = -1, output = 1 }\n',
+        '[models]\n"m" = { input = 1 }\n',
+        '[models]\n"m" = { input = 1, output = 1, typo = 2 }\n',
+        '[models]\n"m" = 3\n',
+    ],
+)
+def test_a_bad_price_file_names_the_variable_and_the_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str
+) -> None:
+    own = tmp_path / "prices.toml"
+    own.write_text(content)
+    monkeypatch.setenv("RELAY_PRICES_FILE", str(own))
+    with pytest.raises(PricesError, match="RELAY_PRICES_FILE"):
+        load_prices()
+
+
+def test_a_missing_price_file_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RELAY_PRICES_FILE", str(tmp_path / "absent.toml"))
+    with pytest.raises(PricesError, match="cannot read"):
+        load_prices()
