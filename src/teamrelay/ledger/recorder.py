@@ -28,12 +28,12 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from teamrelay.ledger.models import LedgerRow
 from teamrelay.ledger.prices import Prices
@@ -70,6 +70,9 @@ class LedgerEntry:
 
 
 _FIELDS = tuple(f.name for f in fields(LedgerEntry))
+_COLUMNS = (*_FIELDS, "cost_usd")
+Row = tuple[Any, ...]
+_TS = _FIELDS.index("ts")
 
 
 class Recorder:
@@ -89,7 +92,9 @@ class Recorder:
         self._flush_interval = flush_interval
         self._max_queue = max_queue
         self._stop_timeout = stop_timeout
-        self._queue: deque[dict[str, Any]] = deque()
+        self._queue: deque[Row] = deque()
+        self._insert: str | None = None
+        self._sqlite = engine is not None and engine.dialect.name == "sqlite"
         self._writing = 0
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -110,11 +115,7 @@ class Recorder:
                 return
             if entry.ts.tzinfo is None:
                 raise ValueError("LedgerEntry.ts must be an aware datetime")
-            row = {name: getattr(entry, name) for name in _FIELDS}
-            row["cost_usd"] = self._prices.cost(
-                entry.model, entry.input_tokens, entry.output_tokens, entry.cached_tokens
-            )
-            self._queue.append(row)
+            self._queue.append(self._row(entry))
             if len(self._queue) >= self._batch_size:
                 self._wakeup.set()
         except Exception:
@@ -169,7 +170,7 @@ class Recorder:
             self._writing = len(batch)
             try:
                 async with self._engine.begin() as connection:
-                    await connection.execute(insert(LedgerRow), batch)
+                    await self._write(connection, batch)
             except _TRANSIENT:
                 self._requeue(batch)
                 log.warning("ledger: database unavailable, will retry %d rows", len(batch))
@@ -191,12 +192,32 @@ class Recorder:
             finally:
                 self._writing = 0
 
-    async def _write_singly(self, batch: list[dict[str, Any]]) -> None:
+    async def _write(self, connection: AsyncConnection, batch: list[Row]) -> None:
+        """One executemany of plain tuples: SQLAlchemy's per-row parameter processing cost
+        more than the database itself (13 µs a row against 4)."""
+        if self._insert is None:
+            statement = insert(LedgerRow).compile(
+                dialect=connection.dialect, column_keys=list(_COLUMNS)
+            )
+            self._insert = str(statement)
+        await connection.exec_driver_sql(self._insert, batch)
+
+    def _row(self, entry: LedgerEntry) -> Row:
+        row: list[Any] = [getattr(entry, name) for name in _FIELDS]
+        ts = entry.ts.astimezone(UTC)
+        # SQLite keeps the text form SQLAlchemy's DateTime reads back; others take the object.
+        row[_TS] = ts.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else ts
+        cost = self._prices.cost(
+            entry.model, entry.input_tokens, entry.output_tokens, entry.cached_tokens
+        )
+        return (*row, cost)
+
+    async def _write_singly(self, batch: list[Row]) -> None:
         """After a refused batch: keep every row the database accepts, lose only the bad ones."""
         for index, row in enumerate(batch):
             try:
                 async with self._engine.begin() as connection:
-                    await connection.execute(insert(LedgerRow), [row])
+                    await self._write(connection, [row])
             except _TRANSIENT:
                 self._requeue(batch[index:])
                 return
@@ -209,7 +230,7 @@ class Recorder:
             else:
                 self.written += 1
 
-    def _requeue(self, batch: list[dict[str, Any]]) -> None:
+    def _requeue(self, batch: list[Row]) -> None:
         self._queue.extendleft(reversed(batch))
         excess = len(self._queue) - self._max_queue
         for _ in range(excess):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -57,36 +58,46 @@ class Metrics:
     def __init__(self, prices: Prices, queue_depth: Callable[[], int]) -> None:
         self._prices = prices
         self._queue_depth = queue_depth
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`labels()` costs microseconds; a dict of the children already made does not."""
+        child = self._children.get((metric, *labels))
+        if child is None:
+            child = self._children[(metric, *labels)] = metric.labels(*labels)
+        return child
 
     def record(self, entries: Sequence[LedgerEntry]) -> None:
+        child = self._child
         for entry in entries:
             operation = entry.operation or "none"
             key = entry.key_name or "none"
-            REQUESTS.labels(operation, str(entry.status), key).inc()
-            DURATION.labels(operation).observe(entry.duration_ms / 1000)
+            child(REQUESTS, operation, str(entry.status), key).inc()
+            child(DURATION, operation).observe(entry.duration_ms / 1000)
             if entry.ttfb_ms is not None:
-                TTFB.labels(operation).observe(entry.ttfb_ms / 1000)
+                child(TTFB, operation).observe(entry.ttfb_ms / 1000)
             kind = _UPSTREAM_ERRORS.get(entry.error_type or "")
             if kind is not None:
-                UPSTREAM_ERRORS.labels(kind).inc()
-            self._tokens(entry, key)
+                child(UPSTREAM_ERRORS, kind).inc()
+            if entry.input_tokens is not None or entry.output_tokens is not None:
+                self._tokens(entry, key)
 
     def _tokens(self, entry: LedgerEntry, key: str) -> None:
         model = entry.model or "none"
-        counts = {
-            "input": entry.input_tokens,
-            "output": entry.output_tokens,
-            "cached": entry.cached_tokens,
-            "reasoning": entry.reasoning_tokens,
-        }
-        for kind, count in counts.items():
+        counts = (
+            ("input", entry.input_tokens),
+            ("output", entry.output_tokens),
+            ("cached", entry.cached_tokens),
+            ("reasoning", entry.reasoning_tokens),
+        )
+        for kind, count in counts:
             if count:
-                TOKENS.labels(kind, model, key).inc(count)
+                self._child(TOKENS, kind, model, key).inc(count)
         cost = self._prices.cost(
             entry.model, entry.input_tokens, entry.output_tokens, entry.cached_tokens
         )
         if cost:
-            COST.labels(model, key).inc(cost)
+            self._child(COST, model, key).inc(cost)
 
     def exposition(self) -> tuple[bytes, str]:
         QUEUE.set(self._queue_depth())
