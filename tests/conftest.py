@@ -11,7 +11,7 @@ import pytest
 from fakeupstream import FakeUpstream
 from servers import RELAY_KEY, UPSTREAM_KEY, RunningRelay, relay_in_thread
 
-pytest_plugins = ("dbfixtures",)
+pytest_plugins = ("dbfixtures", "linkserver")
 
 _OWN_PREFIXES = ("OPENAI_", "RELAY_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 

@@ -11,10 +11,13 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from teamrelay import __version__
+from teamrelay.actions.routes import actions_router
+from teamrelay.admin.api import admin_router
 from teamrelay.catalog import PolicyError
 from teamrelay.config import ConfigError, Settings, load_settings
 from teamrelay.errors import RelayError
 from teamrelay.gateway import Relay
+from teamrelay.observability.routes import metrics_router
 from teamrelay.public import public_router
 
 
@@ -26,6 +29,9 @@ def local_app(relay: Relay) -> FastAPI:
     """The framework side: routes whose schemas earn FastAPI's cost."""
     app = FastAPI(title="teamrelay", version=__version__, docs_url=None, redoc_url=None)
     app.include_router(public_router(relay.settings))
+    app.include_router(metrics_router(relay))
+    app.include_router(admin_router(relay.keys, relay.engine))
+    app.include_router(actions_router(relay))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> Response:

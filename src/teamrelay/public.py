@@ -84,6 +84,16 @@ def public_router(settings: Settings) -> APIRouter:
             "api_base_url": f"{base}/v1",
             "health_url": f"{base}/health",
             "auth": {"type": "bearer", "header": "Authorization"},
+            "actions": _actions_summary(request, base),
         }
 
     return router
+
+
+def _actions_summary(request: Request, base: str) -> dict[str, Any]:
+    """The GPT Actions surface (teamrelay.actions), once the relay has started."""
+    schema = getattr(request.app.state, "actions_schema", None)
+    if schema is None:
+        return {"schema_url": f"{base}/openapi.actions.json"}
+    summary: dict[str, Any] = schema.manifest(request.app, base)
+    return summary

@@ -1,0 +1,1 @@
+"""The GPT Actions bridge: schema, wrapper routes, files in and out (see docs/custom-gpt.md)."""

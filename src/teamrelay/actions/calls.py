@@ -1,0 +1,192 @@
+"""The wrappers' calls to the OpenAI API: the relay's pooled session, a deadline, honest errors.
+
+Every call runs against the Action's deadline (RELAY_ACTIONS_ANSWER_BUDGET, under the 45 s
+round trip), so no wrapper answers late. Upstream refusals come back as they came, except
+that a 429 always carries `Retry-After` (ChatGPT backs off on 429s; see limits.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+from yarl import URL
+
+from teamrelay.actions.limits import DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER
+from teamrelay.catalog import Catalog, Policy
+from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
+from teamrelay.headers import UpstreamHeaders
+from teamrelay.upstream import Upstream
+
+_ERROR_BODY_LIMIT = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def timeout(self) -> aiohttp.ClientTimeout:
+        left = self.remaining()
+        if left <= 0.05:
+            raise gateway_timeout("the Action's time budget ran out")
+        return aiohttp.ClientTimeout(total=left)
+
+
+class Passthrough(Exception):
+    """An upstream error answer, sent on to the Action as it came (bounded in size)."""
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+def retry_after(headers: Mapping[str, str]) -> str:
+    """Seconds to wait, from `retry-after` or `retry-after-ms`, bounded; a default if none."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            seconds = float(raw) * scale
+        except ValueError:
+            continue
+        if math.isfinite(seconds):
+            return str(min(MAX_RETRY_AFTER, max(1, math.ceil(seconds))))
+    return str(DEFAULT_RETRY_AFTER)
+
+
+def segment(value: str) -> str:
+    """One path segment from a caller's id: percent-encoded so it can never add a segment."""
+    return quote(value, safe="")
+
+
+class OpenAICalls:
+    def __init__(
+        self, upstream: Upstream, headers: UpstreamHeaders, catalog: Catalog, policy: Policy
+    ) -> None:
+        self.upstream = upstream
+        self._headers = headers
+        self._catalog = catalog
+        self._policy = policy
+
+    def allowed(self, operation_id: str) -> bool:
+        operation = self._catalog.by_id.get(operation_id)
+        return operation is not None and not self._policy.decide(operation).blocked
+
+    def check(self, operation_id: str) -> None:
+        if not self.allowed(operation_id):
+            raise RelayError(
+                403, f"{operation_id} is blocked on this relay.", code="blocked_operation"
+            )
+
+    def headers(self, content_type: str | None = "application/json") -> list[tuple[str, str]]:
+        extra = [(b"content-type", content_type.encode())] if content_type else []
+        return self._headers.build(extra, keep_length=False)
+
+    def url(self, path: str, query: Mapping[str, Any] | None = None) -> URL:
+        pairs = {k: v for k, v in (query or {}).items() if v is not None}
+        suffix = "?" + urlencode(pairs) if pairs else ""
+        return URL(self.upstream.base_url + path + suffix, encoded=True)
+
+    async def open(
+        self,
+        method: str,
+        path: str,
+        deadline: Deadline,
+        *,
+        query: Mapping[str, Any] | None = None,
+        data: Any = None,
+        content_type: str | None = None,
+    ) -> aiohttp.ClientResponse:
+        """A successful upstream response, not yet read; the caller releases it."""
+        try:
+            response = await self.upstream.session.request(
+                method,
+                self.url(path, query),
+                headers=self.headers(content_type),
+                data=data,
+                timeout=deadline.timeout(),
+                allow_redirects=False,
+            )
+        except TimeoutError:
+            raise gateway_timeout("within the Action's time budget") from None
+        except aiohttp.ClientError as exc:
+            raise bad_gateway(type(exc).__name__) from None
+        if response.status >= 400:
+            try:
+                body = await response.content.read(_ERROR_BODY_LIMIT)
+            except (aiohttp.ClientError, TimeoutError):
+                body = b""
+            finally:
+                response.release()
+            raise _refusal(response, body)
+        return response
+
+    async def json(
+        self,
+        method: str,
+        path: str,
+        deadline: Deadline,
+        *,
+        body: Any = None,
+        query: Mapping[str, Any] | None = None,
+    ) -> Any:
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        response = await self.open(
+            method,
+            path,
+            deadline,
+            query=query,
+            data=data,
+            content_type="application/json" if data is not None else None,
+        )
+        return await _read_json(response)
+
+    async def json_form(self, path: str, form: aiohttp.MultipartWriter, deadline: Deadline) -> Any:
+        """POST a multipart form (its parts may stream) and read the JSON answer."""
+        response = await self.open(
+            "POST", path, deadline, data=form, content_type=form.content_type
+        )
+        return await _read_json(response)
+
+
+async def _read_json(response: aiohttp.ClientResponse) -> Any:
+    try:
+        raw = await response.read()
+    except TimeoutError:
+        raise gateway_timeout("within the Action's time budget") from None
+    except aiohttp.ClientError as exc:
+        raise bad_gateway(type(exc).__name__) from None
+    finally:
+        response.release()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise bad_gateway("the answer was not JSON") from None
+
+
+def _refusal(response: aiohttp.ClientResponse, body: bytes) -> Passthrough:
+    headers = {"content-type": response.headers.get("content-type", "application/json")}
+    if response.status == 429:
+        headers["retry-after"] = retry_after(response.headers)
+    if not body:
+        message = f"The OpenAI API answered {response.status}."
+        error = {"message": message, "type": "upstream_error", "param": None, "code": None}
+        body = json.dumps({"error": error}).encode()
+        headers["content-type"] = "application/json"
+    return Passthrough(response.status, body, headers)
