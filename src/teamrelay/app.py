@@ -19,6 +19,7 @@ from teamrelay.errors import RelayError
 from teamrelay.gateway import Relay
 from teamrelay.observability.routes import metrics_router
 from teamrelay.public import public_router
+from teamrelay.realtime import RealtimeBridge, session_entry
 
 
 def _error_response(error: RelayError) -> Response:
@@ -59,4 +60,7 @@ def create_app(settings: Settings | None = None) -> Relay:
     except (ConfigError, PolicyError) as exc:
         raise SystemExit(f"teamrelay: {exc}") from None
     relay.local = local_app(relay)
+    bridge = RealtimeBridge(relay)
+    bridge.on_session_end = lambda session: relay.observe(session_entry(session))
+    relay.websocket = bridge
     return relay

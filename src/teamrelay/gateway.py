@@ -24,7 +24,7 @@ from teamrelay.headers import REQUEST_ID, UpstreamHeaders
 from teamrelay.keys.store import KeyRecord, KeyStore
 from teamrelay.ledger.db import create_engine, upgrade
 from teamrelay.ledger.prices import load_prices
-from teamrelay.ledger.recorder import Recorder
+from teamrelay.ledger.recorder import LedgerEntry, Recorder
 from teamrelay.observability.feed import Feed
 from teamrelay.observability.logs import write_request_lines
 from teamrelay.observability.metrics import Metrics
@@ -57,7 +57,7 @@ def _without_accept_encoding(headers: list[tuple[bytes, bytes]]) -> list[tuple[b
     return [h for h in headers if h[0] != b"accept-encoding"]
 
 
-def _new_request_id() -> bytes:
+def new_request_id() -> bytes:
     return b"req_relay_" + secrets.token_hex(12).encode()
 
 
@@ -123,7 +123,7 @@ class Relay:
         head = RequestHead.parse(scope["headers"])
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         ticket = Ticket.open(
-            scope["method"], raw_path.decode("latin-1"), head.request_id or _new_request_id()
+            scope["method"], raw_path.decode("latin-1"), head.request_id or new_request_id()
         )
         try:
             ticket.key = await self.authenticate(head, scope="api")
@@ -137,9 +137,7 @@ class Relay:
             await error.send(send, [(REQUEST_ID, ticket.request_id)])
         finally:
             if self.observers:
-                entry = entry_of(ticket)
-                for observe in self.observers:
-                    observe(entry)
+                self.observe(entry_of(ticket))
 
     async def _call(
         self, scope: Scope, receive: Receive, head: RequestHead, ticket: Ticket
@@ -191,6 +189,11 @@ class Relay:
         upstream_headers = self.upstream_headers.build(headers, keep_length=False)
         return Call(request.method, target, upstream_headers, request.body, ticket.request_id)
 
+    def observe(self, entry: LedgerEntry) -> None:
+        """Hand a finished request's entry to the ledger, metrics and logs (never blocks)."""
+        for observe in self.observers:
+            observe(entry)
+
     async def authenticate(self, head: RequestHead, scope: str) -> KeyRecord | None:
         """The caller's key, which must hold `scope`; None only when auth is disabled."""
         if not self.settings.auth_enabled:
@@ -206,7 +209,7 @@ class Relay:
 
     def _with_request_id(self, scope: Scope, send: Send) -> Send:
         head = RequestHead.parse(scope["headers"])
-        request_id = head.request_id or _new_request_id()
+        request_id = head.request_id or new_request_id()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -23,6 +23,7 @@ from . import (
     api_files,
     api_media,
     api_models,
+    api_realtime,
     api_responses,
     api_text,
     api_vector_stores,
@@ -167,6 +168,7 @@ class FakeUpstream:
             api_batches,
             api_vector_stores,
             api_media,
+            api_realtime,
             api_echo,
         ):
             app.add_routes(module.routes)
