@@ -137,3 +137,34 @@ def test_custom_gpt_can_call_every_operation_from_the_schema_alone(
             assert answer.status_code == 200, (name, answer.text)
         gpt.learn(document)
     assert len(answered) == len(list(operations(gpt.schema)))
+
+
+def test_action_calls_land_in_the_ledger_with_their_usage(
+    gpt_relay: RunningRelay, upstream: FakeUpstream
+) -> None:
+    def counted(text: str, name: str, **labels: str) -> float:
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    before = httpx2.get(gpt_relay.url + "/metrics").text
+    answer = httpx2.post(
+        gpt_relay.url + "/actions/ask",
+        json={"input": "one two three", "model": "gpt-4.1"},
+        headers={"Authorization": f"Bearer {RELAY_KEY}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    after = httpx2.get(gpt_relay.url + "/metrics").text
+    labels = {"operation": "actions.askModel", "status": "200"}
+    requests = "teamrelay_requests_total"
+    assert counted(after, requests, **labels) - counted(before, requests, **labels) == 1
+    tokens = "teamrelay_tokens_total"
+    used = answer.json()["usage"]["input_tokens"]
+    assert (
+        counted(after, tokens, kind="input", model="gpt-4.1")
+        - counted(before, tokens, kind="input", model="gpt-4.1")
+        == used
+    )

@@ -6,10 +6,13 @@ cancelled, and a request that fails anywhere still leaves its ledger row.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from starlette.responses import Response
 
 from teamrelay.body import RequestBody
 from teamrelay.catalog import model_from_json
@@ -17,6 +20,7 @@ from teamrelay.errors import RelayError
 from teamrelay.forward import Exchange
 from teamrelay.keys.store import KeyRecord
 from teamrelay.ledger.recorder import LedgerEntry
+from teamrelay.tap.usage import usage_from
 
 Observer = Callable[[LedgerEntry], None]
 
@@ -82,3 +86,30 @@ def _bytes_in(body: bytes | RequestBody | None) -> int:
     if body is None:
         return 0
     return len(body) if isinstance(body, bytes) else body.received
+
+
+def wrapper_entry(ticket: Ticket, operation: str, answer: Response | None) -> LedgerEntry:
+    """The row of an Actions wrapper call: its compact JSON answer names the model and usage."""
+    ticket.operation = operation
+    entry = entry_of(ticket)
+    if answer is None:
+        return entry
+    entry.status = answer.status_code
+    entry.error_type = f"upstream_{answer.status_code}" if answer.status_code >= 400 else None
+    body = bytes(getattr(answer, "body", b""))
+    entry.bytes_out = len(body)
+    try:
+        document = json.loads(body) if body[:1] == b"{" else None
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        usage = usage_from(document.get("usage"))
+        if usage is not None:
+            entry.input_tokens, entry.output_tokens = usage.input_tokens, usage.output_tokens
+            entry.cached_tokens, entry.reasoning_tokens = (
+                usage.cached_tokens,
+                usage.reasoning_tokens,
+            )
+        if isinstance(document.get("model"), str):
+            entry.model = document["model"]
+    return entry

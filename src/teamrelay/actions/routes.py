@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
+from teamrelay.accounting import Ticket, wrapper_entry
 from teamrelay.actions import results
 from teamrelay.actions.bodies import (
     AddFilesBody,
@@ -67,7 +68,7 @@ from teamrelay.actions.schema import ActionsSchema
 from teamrelay.admission import RequestHead
 from teamrelay.catalog import parse_envelope
 from teamrelay.errors import RelayError
-from teamrelay.gateway import Relay
+from teamrelay.gateway import Relay, new_request_id
 from teamrelay.keys.store import KeyRecord
 
 _PENDING = frozenset({"queued", "in_progress"})
@@ -171,6 +172,7 @@ def actions_router(relay: Relay) -> APIRouter:
     async def caller(request: Request) -> KeyRecord | None:
         head = RequestHead.parse(request.scope["headers"])
         identity = await relay.authenticate(head, "actions")
+        request.state.key = identity
         if head.content_length is not None and head.content_length > _MAX_BODY:
             raise RelayError(413, "Actions requests are small JSON.", code="request_too_large")
         return identity
@@ -184,12 +186,29 @@ def actions_router(relay: Relay) -> APIRouter:
         def get_route_handler(self) -> Callable[[Request], Any]:
             handler = super().get_route_handler()
             wraps = (self.openapi_extra or {}).get("x-relay-wraps", [])
+            name = self.operation_id or self.name
+            keyed_route = any(d.dependency is caller for d in self.dependencies)
 
             async def run(request: Request) -> Response:
-                for operation_id in wraps:
-                    calls.check(operation_id)
-                response: Response = await handler(request)
-                return response
+                ticket = Ticket.open(request.method, request.url.path, new_request_id())
+                answer: Response | None = None
+                try:
+                    for operation_id in wraps:
+                        calls.check(operation_id)
+                    answer = await handler(request)
+                    return answer
+                except RelayError as error:
+                    ticket.refusal = error
+                    raise
+                except Passthrough as refused:
+                    ticket.refusal = RelayError(
+                        refused.status, "", code=f"upstream_{refused.status}"
+                    )
+                    raise
+                finally:
+                    if keyed_route:
+                        ticket.key = getattr(request.state, "key", None)
+                        relay.observe(wrapper_entry(ticket, f"actions.{name}", answer))
 
             return run
 
