@@ -591,7 +591,8 @@ def test_client_vanishing_during_upload_is_recorded(fake: FakeUpstream) -> None:
 def test_client_leaving_a_download_early_is_recorded(
     client: openai.OpenAI, fake: FakeUpstream
 ) -> None:
-    created = client.files.create(file=("big.bin", os.urandom(4_000_000)), purpose="user_data")
+    # Bigger than loopback socket buffers, so the server cannot have written it all already.
+    created = client.files.create(file=("big.bin", os.urandom(32_000_000)), purpose="user_data")
     with client.files.with_streaming_response.content(created.id) as response:
         next(response.iter_bytes(1024))
     wire = fake.wait_done(fake.log[-1], timeout=2)
