@@ -13,6 +13,8 @@ from starlette.exceptions import HTTPException
 from teamrelay import __version__
 from teamrelay.actions.routes import actions_router
 from teamrelay.admin.api import admin_router
+from teamrelay.admin.dashboard import dashboard_router
+from teamrelay.admin.session import session_key
 from teamrelay.catalog import PolicyError
 from teamrelay.config import ConfigError, Settings, load_settings
 from teamrelay.errors import RelayError
@@ -32,6 +34,7 @@ def local_app(relay: Relay) -> FastAPI:
     app.include_router(public_router(relay.settings))
     app.include_router(metrics_router(relay))
     app.include_router(admin_router(relay.keys, relay.engine))
+    app.include_router(dashboard_router(relay.keys, relay.engine, session_key(relay.settings)))
     app.include_router(actions_router(relay))
 
     @app.exception_handler(HTTPException)
