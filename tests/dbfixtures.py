@@ -29,7 +29,7 @@ PG_HOST = "127.0.0.1"
 PG_PORT = 5432
 PG_DATABASE = "test"
 PG_ADMINS = ("postgres", "root")
-_TABLES = ("ledger", "relay_keys")
+_TABLES = ("ledger", "relay_keys", "relay_budgets", "relay_objects")
 
 
 def services_unavailable(reason: str) -> None:

@@ -10,17 +10,21 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from teamrelay.config import DEFAULT_DATABASE_URL
 from teamrelay.ledger.db import (
     VERSION_TABLE,
+    alembic_config,
     create_engine,
     database_url,
     upgrade,
 )
 from teamrelay.ledger.models import Base
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def test_database_url_defaults_to_sqlite_under_data(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +59,7 @@ async def test_upgrade_creates_the_tables_and_is_idempotent(
         found = await connection.run_sync(tables)
         version = (await connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))).all()
     assert {"relay_keys", "ledger", VERSION_TABLE} <= found
-    assert version == [("0001",)]
+    assert version == [(HEAD,)]
 
 
 async def test_migrations_build_exactly_the_tables_the_models_declare(engine: AsyncEngine) -> None:
@@ -103,9 +107,9 @@ async def test_relay_processes_starting_together_migrate_once(fresh_postgres_url
     ]
     codes = await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), 60)
     assert codes == [0, 0, 0]
-    assert await _versions(fresh_postgres_url) == [("0001",)]
+    assert await _versions(fresh_postgres_url) == [(HEAD,)]
 
 
 async def test_upgrades_started_together_in_one_process_take_turns(database: str) -> None:
     await asyncio.gather(*(upgrade(database) for _ in range(3)))
-    assert await _versions(database) == [("0001",)]
+    assert await _versions(database) == [(HEAD,)]

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     actions_allow_loopback: bool = Field(False, validation_alias="RELAY_ACTIONS_ALLOW_LOOPBACK")
     actions_ca_file: Path | None = Field(None, validation_alias="RELAY_ACTIONS_CA_FILE")
 
+    # Limits and isolation
+    isolation: Literal["per_key", "shared"] = Field("per_key", validation_alias="RELAY_ISOLATION")
+    test_clock_offset: float = Field(0.0, validation_alias="RELAY_TEST_CLOCK_OFFSET")
+
     @field_validator("openai_beta", "relay_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:

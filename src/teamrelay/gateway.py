@@ -2,7 +2,7 @@
 
 A framework on the hot path halved requests/s in DESIGN.md's measurements, so `/v1` requests
 that are not relay-local routes are handled here with no middleware stack: one pass over the
-headers, auth, the catalog, admission, then `forward`.
+headers, auth, the catalog, admission, limits, isolation, then `forward`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from teamrelay.accounting import Observer, Ticket, entry_of
 from teamrelay.admission import Admission, RequestHead
 from teamrelay.body import RequestBody
-from teamrelay.catalog import parse_envelope
+from teamrelay.catalog import Operation, parse_envelope
 from teamrelay.config import Settings
 from teamrelay.errors import RelayError, unauthorized
 from teamrelay.forward import Call, forward
 from teamrelay.headers import REQUEST_ID, UpstreamHeaders
+from teamrelay.isolation import Isolation, Owners
+from teamrelay.isolation.owned import DERIVED_FROM
 from teamrelay.keys.store import KeyRecord, KeyStore
 from teamrelay.ledger.db import create_engine, upgrade
 from teamrelay.ledger.prices import load_prices
 from teamrelay.ledger.recorder import LedgerEntry, Recorder
+from teamrelay.limits import Admitted, Budgets, Clock, Limits, RateLimits, system_clock
 from teamrelay.observability.feed import Feed
 from teamrelay.observability.logs import write_request_lines
 from teamrelay.observability.metrics import Metrics
@@ -65,7 +68,7 @@ class Relay:
     """The hot path, and the parts the relay's own routes share with it (`local` is set by
     `app.create_app` once those routes are built around this object)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.local: ASGIApp = _no_local_routes
         self.websocket: ASGIApp = _no_websockets
@@ -82,6 +85,11 @@ class Relay:
         self.keys = KeyStore(self.engine, bootstrap=settings.relay_keys)
         prices = load_prices(settings.prices_file)
         self.recorder = Recorder(self.engine, prices)
+        budgets = Budgets(self.engine, clock or system_clock(settings.test_clock_offset))
+        self.limits = Limits(RateLimits(settings.redis_url), budgets, prices)
+        self.isolation = Isolation(
+            Owners(self.engine), self.router.catalog, per_key=settings.isolation == "per_key"
+        )
         self.metrics = Metrics(prices, lambda: self.recorder.queue_depth)
         self.feed = Feed([self.metrics.record, write_request_lines])
         self.observers: list[Observer] = [self.feed]
@@ -92,11 +100,16 @@ class Relay:
             self._migrate,
             self.keys.start,
             self.recorder.start,
+            budgets.start,
+            self.isolation.owners.start,
             self.feed.start,
             self.upstream.start,
         ]
         self.shutdown: list[Callable[[], Awaitable[None]]] = [
             self.engine.dispose,
+            self.isolation.owners.stop,
+            budgets.stop,
+            self.limits.rates.close,
             self.recorder.stop,
             self.feed.stop,
             self.upstream.close,
@@ -125,30 +138,54 @@ class Relay:
         ticket = Ticket.open(
             scope["method"], raw_path.decode("latin-1"), head.request_id or new_request_id()
         )
+        operation: Operation | None = None
+        path = ""
+        admitted: Admitted | None = None
         try:
-            ticket.key = await self.authenticate(head, scope="api")
+            key = ticket.key = await self.authenticate(head, scope="api")
             if scope["path"] == PROXY_PATH:
-                call = await self._proxy_call(scope, receive, head, ticket)
+                call, operation, path = await self._proxy_call(scope, receive, head, ticket)
             else:
-                call = await self._call(scope, receive, head, ticket)
+                call, operation, path = await self._call(scope, receive, head, ticket)
+            if key is not None:
+                if key.limits:
+                    admitted = await self.limits.admit(key, operation, ticket.body)
+                confined = self.isolation.confines(key)
+                if confined:
+                    await self.isolation.check(key.id, operation, path, ticket.body)
+                    if self.isolation.lists(operation):
+                        ticket.exchange = await self.isolation.list_owned(
+                            self.upstream, call, key.id, operation, send
+                        )
+                        return
+                if operation.operation_id in DERIVED_FROM:
+                    call.rewrite = await self.isolation.learner(key, operation, path, confined)
+                    call.headers = [h for h in call.headers if h[0].lower() != "accept-encoding"]
             ticket.exchange = await forward(self.upstream, call, receive, send)
         except RelayError as error:
             ticket.refusal = error
             await error.send(send, [(REQUEST_ID, ticket.request_id)])
         finally:
-            if self.observers:
-                self.observe(entry_of(ticket))
+            if self.observers or admitted is not None:
+                entry = entry_of(ticket)
+                for observe in self.observers:
+                    observe(entry)
+                if admitted is not None:
+                    self.limits.settle(admitted, entry)
+            if operation is not None and ticket.exchange is not None:
+                self.isolation.record(ticket.key, operation, path, ticket.body, ticket.exchange)
 
     async def _call(
         self, scope: Scope, receive: Receive, head: RequestHead, ticket: Ticket
-    ) -> Call:
+    ) -> tuple[Call, Operation, str]:
         method = ticket.method
         path = ticket.path[3:]
         operation = self.router.route(method, path)
         ticket.operation = operation.operation_id
         body = ticket.body = await self.admission.body(head, operation, receive)
+        target = path
         if scope["query_string"]:
-            path += "?" + scope["query_string"].decode("latin-1")
+            target += "?" + scope["query_string"].decode("latin-1")
         client_headers = scope["headers"]
         rewrite = None
         strip_usage = False
@@ -165,11 +202,12 @@ class Relay:
         headers = self.upstream_headers.build(
             client_headers, keep_length=isinstance(body, RequestBody)
         )
-        return Call(method, path, headers, body, ticket.request_id, rewrite, strip_usage)
+        call = Call(method, target, headers, body, ticket.request_id, rewrite, strip_usage)
+        return call, operation, path
 
     async def _proxy_call(
         self, scope: Scope, receive: Receive, head: RequestHead, ticket: Ticket
-    ) -> Call:
+    ) -> tuple[Call, Operation, str]:
         """The seed's `/v1/proxy` envelope: one allowlisted JSON call, for GPT Actions."""
         if scope["method"] != "POST":
             allow = ((b"allow", b"POST"),)
@@ -187,7 +225,8 @@ class Relay:
             headers.append((b"content-type", b"application/json"))
         target = request.path[3:] + (f"?{request.query_string}" if request.query_string else "")
         upstream_headers = self.upstream_headers.build(headers, keep_length=False)
-        return Call(request.method, target, upstream_headers, request.body, ticket.request_id)
+        call = Call(request.method, target, upstream_headers, request.body, ticket.request_id)
+        return call, request.operation, request.path[3:]
 
     def observe(self, entry: LedgerEntry) -> None:
         """Hand a finished request's entry to the ledger, metrics and logs (never blocks)."""

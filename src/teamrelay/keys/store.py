@@ -246,6 +246,29 @@ class KeyStore:
         self._forget(row.id)
         return _record(row), secret
 
+    async def update(
+        self,
+        id_or_name: str,
+        *,
+        limits: Mapping[str, Any] | None = None,
+        scopes: Collection[str] | None = None,
+    ) -> KeyRecord:
+        """Merges `limits` into the key's (a None value removes that limit); replaces `scopes`.
+
+        Values are stored as given: callers check them (`teamrelay.limits.checked_limits`).
+        Other processes apply the change within the lookup cache's TTL.
+        """
+        async with self._sessions() as session:
+            row = await self._find(session, id_or_name)
+            if limits:
+                merged = {**row.limits, **limits}
+                row.limits = {name: value for name, value in merged.items() if value is not None}
+            if scopes is not None:
+                row.scopes = _checked_scopes(scopes)
+            await session.commit()
+        self._forget(row.id)
+        return _record(row)
+
     @staticmethod
     async def _find(session: AsyncSession, id_or_name: str) -> KeyRow:
         rows = (

@@ -1,4 +1,5 @@
-"""The relay's tables: keys (hashes, never secrets) and the ledger (one row per request).
+"""The relay's tables: keys (hashes, never secrets), the ledger (one row per request), budgets
+and object ownership.
 
 Migrations in `migrations/versions` create these; a change here needs a new revision there.
 Ledger strings are unbounded `VARCHAR`s on purpose: a value longer than a guessed limit would
@@ -10,7 +11,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Index, Integer, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Double,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -86,3 +97,32 @@ class LedgerRow(Base):
     upstream_request_id: Mapped[str | None]
     error_type: Mapped[str | None]
     cost_usd: Mapped[float | None]
+
+
+class BudgetRow(Base):
+    """Per key, period and window: spent and reserved, in one unit (`usd` or `tokens`).
+
+    `starts` labels the window (`2026-11-24`, `2026-11`). The cap is not stored: admission
+    passes the key's current cap, so a changed cap applies at once.
+    """
+
+    __tablename__ = "relay_budgets"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    period: Mapped[str] = mapped_column(String(8), primary_key=True)
+    starts: Mapped[str] = mapped_column(String(16), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(8), primary_key=True)
+    spent: Mapped[float] = mapped_column(Double())
+    reserved: Mapped[float] = mapped_column(Double())
+
+
+class ObjectRow(Base):
+    """Who created what: one row per object id the relay saw created through it."""
+
+    __tablename__ = "relay_objects"
+    __table_args__ = (Index("ix_relay_objects_key_id", "key_id"),)
+
+    object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    collection: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]

@@ -1,0 +1,133 @@
+"""The isolation step of the hot path: a key sees, changes and uses only its own objects.
+
+With RELAY_ISOLATION=per_key (the default) a key without the `admin` scope is confined: an id
+of an object it does not own, in the path or anywhere in a JSON body, gets the upstream's own
+404 (as if the object did not exist) before anything is sent upstream, and lists show only
+its objects. Objects the relay never saw created (they existed before it) have no owner, so
+only admin keys see them. A key's own `isolation` limit overrides the relay's default.
+
+Every object created through the relay is recorded with its key, whatever the mode, so
+turning isolation on later confines keys to what they created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+
+from starlette.types import Send
+
+from teamrelay.body import RequestBody
+from teamrelay.catalog import Catalog, Operation
+from teamrelay.errors import RelayError
+from teamrelay.forward import Call, Exchange
+from teamrelay.isolation.listing import list_owned
+from teamrelay.isolation.owned import DERIVED_FROM, OwnedOperations, created_id, derived_ids
+from teamrelay.isolation.owners import Owners
+from teamrelay.isolation.references import referenced_ids
+from teamrelay.keys.store import KeyRecord
+from teamrelay.upstream import Upstream
+
+
+def not_found(collection: str, object_id: str) -> RelayError:
+    """The upstream's 404 for an id it does not know, so a refusal reveals nothing."""
+    noun = collection.rsplit("/", 1)[-1].removesuffix("es" if collection.endswith("ches") else "s")
+    noun = noun.replace("_", " ")
+    return RelayError(404, f"No {noun} found with id '{object_id}'.", type="invalid_request_error")
+
+
+def _not_found_anywhere(object_id: str) -> RelayError:
+    return RelayError(404, f"No object found with id '{object_id}'.", type="invalid_request_error")
+
+
+class Isolation:
+    def __init__(self, owners: Owners, catalog: Catalog, *, per_key: bool) -> None:
+        self.owners = owners
+        self.owned = OwnedOperations(catalog)
+        self.per_key = per_key
+
+    def confines(self, key: KeyRecord | None) -> bool:
+        """Whether `key` is limited to its own objects."""
+        if key is None or "admin" in key.scopes:
+            return False
+        mode = key.limits.get("isolation") if key.limits else None
+        return mode == "per_key" if mode is not None else self.per_key
+
+    async def check(
+        self, key_id: str, operation: Operation, path: str, body: bytes | RequestBody | None
+    ) -> None:
+        """Raises the 404 for the first id in the request that `key_id` does not own."""
+        scope = self.owned.get(operation)
+        if scope is not None:
+            object_id = scope.path_id(path)
+            if object_id is not None and await self.owners.owner_of(object_id) != key_id:
+                raise not_found(scope.collection, object_id)
+        if isinstance(body, bytes):
+            referenced = referenced_ids(body)
+            if referenced:
+                owners = await self.owners.owners_of(referenced)
+                for object_id in sorted(referenced):
+                    owner = owners.get(object_id) or await self.owners.owner_of(object_id)
+                    if owner != key_id:
+                        raise _not_found_anywhere(object_id)
+
+    def lists(self, operation: Operation) -> bool:
+        scope = self.owned.get(operation)
+        return scope is not None and scope.lists
+
+    async def list_owned(
+        self, upstream: Upstream, call: Call, key_id: str, operation: Operation, send: Send
+    ) -> Exchange:
+        learn = None
+        if operation.operation_id in DERIVED_FROM:
+
+            def learn(item: dict[str, object]) -> None:
+                self._learn_derived(item, key_id)
+
+        return await list_owned(upstream, call, key_id, self.owners.owners_of, send, learn)
+
+    async def learner(
+        self, key: KeyRecord | None, operation: Operation, path: str, confined: bool
+    ) -> Callable[[bytes], bytes] | None:
+        """For answers that name derived objects: a `Call.rewrite` that records them for the
+        owner of what produced them, and returns the answer unchanged."""
+        if key is None or operation.operation_id not in DERIVED_FROM:
+            return None
+        scope = self.owned.get(operation)
+        object_id = scope.path_id(path) if scope is not None else None
+        if object_id is None:
+            return None
+        owner = key.id if confined else await self.owners.owner_of(object_id, recheck=False)
+        if owner is None:
+            return None
+
+        def learn(answer: bytes) -> bytes:
+            with contextlib.suppress(ValueError):
+                self._learn_derived(json.loads(answer), owner)
+            return answer
+
+        return learn
+
+    def _learn_derived(self, answer: object, owner: str) -> None:
+        for derived in derived_ids(answer):
+            self.owners.record(derived, owner, "/files")
+
+    def record(
+        self,
+        key: KeyRecord | None,
+        operation: Operation,
+        path: str,
+        body: bytes | RequestBody | None,
+        exchange: Exchange | None,
+    ) -> None:
+        """After the answer: remember an object this call created, for its key."""
+        if key is None or exchange is None or not 200 <= exchange.status < 300:
+            return
+        scope = self.owned.get(operation)
+        tap = exchange.tap
+        if scope is None or tap is None or tap.object_id is None:
+            return
+        created = created_id(operation, scope, path, tap.object_id, body)
+        if created is not None:
+            self.owners.record(created, key.id, scope.collection, fresh=scope.id_segment is None)

@@ -1,0 +1,69 @@
+"""What a request may cost, guessed before it goes upstream, for reservations and tpm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from teamrelay.body import RequestBody
+from teamrelay.catalog import Operation, model_from_json
+from teamrelay.ledger.prices import Prices
+from teamrelay.ledger.recorder import LedgerEntry
+from teamrelay.tap import estimate_request_tokens
+
+# Reserved for the answer when the request sets no output cap: settled to the truth after.
+DEFAULT_OUTPUT_TOKENS: Final = 1024
+_BYTES_PER_TOKEN: Final = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usd: float = 0.0
+    model: str | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+NOTHING: Final = Estimate()
+
+
+def estimate(
+    operation: Operation, body: bytes | RequestBody | None, prices: Prices, *, priced: bool = True
+) -> Estimate:
+    """Operations that run no model cost nothing; a form (audio, images) reserves the default.
+
+    Without `priced` the body is not parsed for its model and `usd` stays 0 (tpm needs tokens
+    only).
+    """
+    if not operation.runs_model or body is None:
+        return NOTHING
+    if isinstance(body, bytes):
+        input_tokens = -(-len(body) // _BYTES_PER_TOKEN)
+        output_tokens = estimate_request_tokens(body) - input_tokens or DEFAULT_OUTPUT_TOKENS
+        model = model_from_json(body) if priced else None
+    else:
+        input_tokens, output_tokens, model = 0, DEFAULT_OUTPUT_TOKENS, None
+    usd = (prices.cost(model, input_tokens, output_tokens, 0) or 0.0) if priced else 0.0
+    return Estimate(input_tokens, output_tokens, usd, model)
+
+
+@dataclass(frozen=True, slots=True)
+class Actual:
+    tokens: int
+    usd: float
+
+
+def actual_of(entry: LedgerEntry, guess: Estimate, prices: Prices) -> Actual:
+    """What the finished request used: its reported usage, else the guess for an answer that
+    started and was cut off (generation is billed), else nothing (refused or failed)."""
+    if entry.input_tokens is not None or entry.output_tokens is not None:
+        used_in, used_out = entry.input_tokens or 0, entry.output_tokens or 0
+        cost = prices.cost(entry.model or guess.model, used_in, used_out, entry.cached_tokens)
+        return Actual(used_in + used_out, cost or 0.0)
+    if entry.aborted and entry.status < 400:
+        return Actual(guess.tokens, guess.usd)
+    return Actual(0, 0.0)

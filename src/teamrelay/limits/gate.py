@@ -1,0 +1,99 @@
+"""The limits step of the hot path: rate limits and budgets for one request, then settling.
+
+A key whose `limits` mapping is empty costs one truth test here. A key with only rate limits
+costs a few in-memory (or one Redis) operations, never a database round trip; only keys with
+budgets reserve in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from limits.errors import StorageError
+from redis.exceptions import RedisError
+
+from teamrelay.body import RequestBody
+from teamrelay.catalog import Operation
+from teamrelay.errors import RelayError
+from teamrelay.keys.store import KeyRecord
+from teamrelay.ledger.prices import Prices
+from teamrelay.ledger.recorder import LedgerEntry
+from teamrelay.limits.budget import Budgets, Reservation
+from teamrelay.limits.estimate import NOTHING, Estimate, actual_of, estimate
+from teamrelay.limits.policy import NO_LIMITS, KeyLimits, parse_limits
+from teamrelay.limits.rate import RateLimits, TokenCharge
+
+log = logging.getLogger(__name__)
+
+_CACHE_LIMIT = 10_000
+
+
+@dataclass(slots=True)
+class Admitted:
+    """What a request holds while it runs; released by `Limits.settle`."""
+
+    guess: Estimate
+    charge: TokenCharge | None = None
+    reservation: Reservation | None = None
+
+
+class Limits:
+    def __init__(self, rates: RateLimits, budgets: Budgets, prices: Prices) -> None:
+        self.rates = rates
+        self.budgets = budgets
+        self.prices = prices
+        self._parsed: dict[str, tuple[object, KeyLimits]] = {}
+
+    def of(self, key: KeyRecord) -> KeyLimits:
+        """The key's parsed limits, re-parsed only when its record was reloaded."""
+        if not key.limits:
+            return NO_LIMITS
+        cached = self._parsed.get(key.id)
+        if cached is not None and cached[0] is key.limits:
+            return cached[1]
+        try:
+            parsed = parse_limits(key.limits)
+        except ValueError as exc:
+            log.error("key %s has unusable limits, enforcing none: %s", key.id, exc)
+            parsed = NO_LIMITS
+        if len(self._parsed) >= _CACHE_LIMIT:
+            self._parsed.clear()
+        self._parsed[key.id] = (key.limits, parsed)
+        return parsed
+
+    async def admit(
+        self, key: KeyRecord, operation: Operation, body: bytes | RequestBody | None
+    ) -> Admitted | None:
+        """None when nothing needs settling; raises the 429 that refuses the request."""
+        limits = self.of(key)
+        if not (limits.rated or limits.caps):
+            return None
+        guess = (
+            estimate(operation, body, self.prices, priced=limits.priced)
+            if operation.runs_model
+            else NOTHING
+        )
+        admitted = Admitted(guess)
+        if limits.rated:
+            try:
+                admitted.charge = await self.rates.admit(
+                    key.id, limits.rpm, limits.tpm, guess.tokens
+                )
+            except (StorageError, RedisError, OSError) as exc:
+                log.warning("rate limit storage unavailable, not limiting: %s", exc)
+        if limits.caps and operation.runs_model:
+            try:
+                admitted.reservation = await self.budgets.reserve(key.id, limits.caps, guess)
+            except RelayError:
+                if admitted.charge is not None:
+                    self.rates.reconcile(admitted.charge, 0)
+                raise
+        return admitted
+
+    def settle(self, admitted: Admitted, entry: LedgerEntry) -> None:
+        actual = actual_of(entry, admitted.guess, self.prices)
+        if admitted.charge is not None:
+            self.rates.reconcile(admitted.charge, actual.tokens)
+        if admitted.reservation is not None:
+            self.budgets.settle(admitted.reservation, actual)

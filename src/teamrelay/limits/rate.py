@@ -1,0 +1,160 @@
+"""Requests and tokens per minute, per key, with the `limits` library.
+
+State is in memory, or in Redis when RELAY_REDIS_URL is set so every relay process counts
+against the same limits. Requests use a moving window: exact (never more than `rpm` in any 60
+seconds; Redis applies each hit atomically in a script), but it keeps one entry per request
+and costs O(rpm) a hit, so above `MOVING_WINDOW_MAX` requests a minute a sliding window
+counter takes over (O(1); at a minute's boundary it may let one extra request through).
+Tokens use a fixed window: a moving one would keep an entry per token, and a counter can be
+reconciled, the estimate charged at admission corrected by the real usage at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+
+from teamrelay.errors import RelayError
+
+_NAMESPACE = "teamrelay"
+MOVING_WINDOW_MAX = 10_000
+RECONCILE_EVERY = 0.05
+
+
+@dataclass(slots=True)
+class TokenCharge:
+    """Tokens charged to a key's current minute, to reconcile with what was used."""
+
+    item: RateLimitItem
+    key_id: str
+    charged: int
+
+
+def _reset_text(seconds: float) -> str:
+    """OpenAI's style for `x-ratelimit-reset-*`: `1s`, `6m0s`, `20ms`."""
+    if seconds < 1:
+        return f"{max(1, int(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    return f"{whole // 60}m{whole % 60}s" if whole >= 60 else f"{whole}s"
+
+
+def _refusal(what: str, limit: int, remaining: int, reset_at: float, extra: str) -> RelayError:
+    wait = max(0.0, reset_at - time.time())
+    headers = (
+        (b"retry-after", str(max(1, math.ceil(wait))).encode()),
+        (f"x-ratelimit-limit-{what}".encode(), str(limit).encode()),
+        (f"x-ratelimit-remaining-{what}".encode(), str(max(0, remaining)).encode()),
+        (f"x-ratelimit-reset-{what}".encode(), _reset_text(wait).encode()),
+    )
+    return RelayError(
+        429,
+        f"Rate limit reached for this relay key: {limit} {what} per minute{extra}. "
+        f"Please try again in {_reset_text(wait)}.",
+        code="rate_limit_exceeded",
+        type=what,
+        headers=headers,
+    )
+
+
+class RateLimits:
+    def __init__(self, redis_url: str | None) -> None:
+        self.storage: Storage = (
+            RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix="TEAMRELAY")
+            if redis_url
+            else MemoryStorage()
+        )
+        self._requests = MovingWindowRateLimiter(self.storage)
+        self._many_requests = SlidingWindowCounterRateLimiter(self.storage)
+        self._tokens = FixedWindowRateLimiter(self.storage)
+        self._items: dict[tuple[str, int], RateLimitItem] = {}
+        self._corrections: dict[tuple[RateLimitItem, str], int] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    def _item(self, what: str, amount: int) -> RateLimitItem:
+        item = self._items.get((what, amount))
+        if item is None:
+            item = self._items[what, amount] = RateLimitItemPerMinute(amount, namespace=_NAMESPACE)
+        return item
+
+    async def admit(
+        self, key_id: str, rpm: int | None, tpm: int | None, tokens: int
+    ) -> TokenCharge | None:
+        """Counts one request of `tokens` estimated tokens, or raises the 429 that refuses it.
+
+        Tokens go first: their counter can be given back if the request limit then refuses.
+        """
+        charge = None
+        if tpm is not None:
+            item = self._item("tokens", tpm)
+            cost = min(tokens, tpm)  # a request larger than the limit still gets through alone
+            if not await self._tokens.hit(item, "tokens", key_id, cost=cost):
+                await self._give_back(item, key_id, cost)
+                stats = await self._tokens.get_window_stats(item, "tokens", key_id)
+                raise _refusal("tokens", tpm, stats.remaining, stats.reset_time, "")
+            charge = TokenCharge(item, key_id, cost)
+        if rpm is not None:
+            item = self._item("requests", rpm)
+            limiter = self._requests if rpm <= MOVING_WINDOW_MAX else self._many_requests
+            if not await limiter.hit(item, "requests", key_id):
+                if charge is not None:
+                    await self._give_back(charge.item, key_id, charge.charged)
+                stats = await limiter.get_window_stats(item, "requests", key_id)
+                raise _refusal("requests", rpm, stats.remaining, stats.reset_time, "")
+        return charge
+
+    async def _give_back(self, item: RateLimitItem, key_id: str, amount: int) -> None:
+        """Never below zero, so a refund cannot become credit in the next minute."""
+        key = item.key_for("tokens", key_id)
+        held = await self.storage.get(key)
+        if held > 0 and amount > 0:
+            await self.storage.incr(key, item.get_expiry(), amount=-min(amount, held))
+
+    def reconcile(self, charge: TokenCharge, used: int) -> None:
+        """Corrects the minute's count to the real usage, off the request path.
+
+        Corrections are summed per counter and applied together every `RECONCILE_EVERY`
+        seconds, so a busy key costs one storage round trip per interval, not per request.
+        """
+        difference = used - charge.charged
+        if difference == 0:
+            return
+        counter = (charge.item, charge.key_id)
+        self._corrections[counter] = self._corrections.get(counter, 0) + difference
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(RECONCILE_EVERY)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        corrections, self._corrections = self._corrections, {}
+        for (item, key_id), difference in corrections.items():
+            with contextlib.suppress(Exception):  # a lost correction loosens one minute only
+                if difference > 0:
+                    key = item.key_for("tokens", key_id)
+                    await self.storage.incr(key, item.get_expiry(), amount=difference)
+                elif difference < 0:
+                    await self._give_back(item, key_id, -difference)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self._flush()
+        if isinstance(self.storage, RedisStorage):
+            client = getattr(self.storage.bridge, "storage", None)
+            if client is not None:
+                await client.aclose()

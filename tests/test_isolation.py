@@ -1,0 +1,117 @@
+"""Isolation's parts: owned operations from the catalog, references in bodies, ownership."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from teamrelay.catalog import load_catalog
+from teamrelay.isolation import Isolation, OwnedOperations, Owners, Scope, referenced_ids
+from teamrelay.isolation.owned import created_id, derived_ids
+from teamrelay.keys.store import KeyRecord
+
+CATALOG = load_catalog()
+OWNED = OwnedOperations(CATALOG)
+
+
+def scope_of(operation_id: str) -> Scope | None:
+    return OWNED.get(CATALOG.by_id[operation_id])
+
+
+def created(operation_id: str, path: str, object_id: str, body: bytes | None) -> str | None:
+    operation = CATALOG.by_id[operation_id]
+    scope = OWNED.get(operation)
+    assert scope is not None
+    return created_id(operation, scope, path, object_id, body)
+
+
+def test_owned_collections_come_from_the_catalog() -> None:
+    for collection in ("/files", "/batches", "/vector_stores", "/responses", "/uploads"):
+        assert collection in OWNED.collections
+    for collection in ("/conversations", "/containers", "/videos", "/skills", "/chat/completions"):
+        assert collection in OWNED.collections
+    assert "/models" not in OWNED.collections  # nobody creates models through the API
+    assert "/realtime/calls" not in OWNED.collections  # created with SDP, not JSON
+
+
+def test_the_owned_id_is_the_first_path_parameter() -> None:
+    content = scope_of("downloadFile")
+    assert content is not None
+    assert content.path_id("/files/file-abc/content") == "file-abc"
+    entry = scope_of("getVectorStoreFile")
+    assert entry is not None
+    assert entry.path_id("/vector_stores/vs_1/files/file-x") == "vs_1"
+    stored = scope_of("getChatCompletion")
+    assert stored is not None
+    assert stored.path_id("/chat/completions/chatcmpl-9") == "chatcmpl-9"
+    listing = scope_of("listFiles")
+    assert listing is not None
+    assert listing.lists
+    assert listing.path_id("/files") is None
+    assert scope_of("listModels") is None
+    assert scope_of("retrieveModel") is None
+
+
+def test_creates_record_new_ids_only() -> None:
+    assert created("createFile", "/files", "file-1", None) == "file-1"
+    assert created("cancelBatch", "/batches/batch_1/cancel", "batch_1", None) is None
+    assert created("createChatCompletion", "/chat/completions", "chatcmpl-1", b"{}") is None
+    stored = b'{"store": true}'
+    assert created("createChatCompletion", "/chat/completions", "chatcmpl-1", stored)
+    assert created("CreateVideoRemix", "/videos/video_1/remix", "video_2", b"{}") == "video_2"
+    assert created("createVectorStoreFile", "/vector_stores/vs_1/files", "part_1", b"{}") is None
+
+
+def test_references_are_found_anywhere_in_a_json_body() -> None:
+    body = (
+        b'{"model":"m","previous_response_id":"resp_1","conversation":{"id":"conv_2"},'
+        b'"input":[{"role":"user","content":[{"type":"input_file","file_id":"file-3"}]}],'
+        b'"tools":[{"type":"file_search","vector_store_ids":["vs_4","vs_5"]}],'
+        b'"text":"file-3 is mentioned in prose, call_6 is not an owned id"}'
+    )
+    assert referenced_ids(body) == {"resp_1", "conv_2", "file-3", "vs_4", "vs_5"}
+
+
+def test_ids_spelled_with_escapes_are_still_found() -> None:
+    assert referenced_ids(b'{"file_id":"fil\\u0065-secret"}') == {"file-secret"}
+    assert referenced_ids(b'{"input_file_id":"file-x","note":"caf\\u00e9"}') == {"file-x"}
+
+
+def test_derived_ids_are_a_batch_s_results_and_an_upload_s_file() -> None:
+    batch = {"id": "batch_1", "output_file_id": "file-out", "error_file_id": "file-err"}
+    assert derived_ids(batch) == ["file-out", "file-err"]
+    assert derived_ids({"id": "upload_1", "file": {"id": "file-done"}}) == ["file-done"]
+    assert derived_ids({"id": "batch_2", "output_file_id": None}) == []
+
+
+async def test_owners_are_written_behind_and_seen_by_another_process(
+    engine: AsyncEngine, other_engine: AsyncEngine
+) -> None:
+    mine, theirs = Owners(engine), Owners(other_engine, recheck_delay=0.5)
+    await mine.start()
+    try:
+        mine.record("file-a", "alice", "/files")
+        assert await mine.owner_of("file-a") == "alice"  # from the cache, before any write
+        assert await theirs.owner_of("file-a") == "alice"  # the recheck covers the write
+        mine.record("file-a", "bob", "/files", fresh=False)  # the first owner stays
+        await asyncio.sleep(0.1)
+    finally:
+        await mine.stop()
+    fresh = Owners(other_engine, recheck_delay=0)
+    assert await fresh.owners_of(["file-a", "file-unknown"]) == {"file-a": "alice"}
+    assert await fresh.owner_of("file-unknown") is None
+
+
+@pytest.mark.parametrize("isolation", ["per_key", "shared"])
+def test_admin_keys_are_never_confined(isolation: str) -> None:
+    guard = Isolation(Owners.__new__(Owners), CATALOG, per_key=isolation == "per_key")
+    admin = KeyRecord("1", "root", "tr-", frozenset({"api", "admin"}), None, None)
+    member = KeyRecord("2", "bob", "tr-", frozenset({"api"}), None, None)
+    opted_out = KeyRecord(
+        "3", "bot", "tr-", frozenset({"api"}), None, None, {"isolation": "shared"}
+    )
+    assert not guard.confines(admin)
+    assert guard.confines(member) is (isolation == "per_key")
+    assert not guard.confines(opted_out)
