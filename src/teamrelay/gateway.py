@@ -168,8 +168,7 @@ class Relay:
         finally:
             if self.observers or admitted is not None:
                 entry = entry_of(ticket)
-                for observe in self.observers:
-                    observe(entry)
+                self.observe(entry)
                 if admitted is not None:
                     self.limits.settle(admitted, entry)
             if operation is not None and ticket.exchange is not None:
