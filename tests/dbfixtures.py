@@ -29,7 +29,16 @@ PG_HOST = "127.0.0.1"
 PG_PORT = 5432
 PG_DATABASE = "test"
 PG_ADMINS = ("postgres", "root")
-_TABLES = ("ledger", "relay_keys", "relay_budgets", "relay_objects")
+_TABLES = (
+    "ledger",
+    "relay_keys",
+    "relay_budgets",
+    "relay_objects",
+    "relay_oauth_clients",
+    "relay_oauth_codes",
+    "relay_oauth_tokens",
+    "relay_invites",
+)
 
 
 def services_unavailable(reason: str) -> None:

@@ -19,6 +19,8 @@ from teamrelay.catalog import PolicyError
 from teamrelay.config import ConfigError, Settings, load_settings
 from teamrelay.errors import RelayError
 from teamrelay.gateway import Relay
+from teamrelay.mcpserver import mount_mcp
+from teamrelay.oauth import oauth_routes
 from teamrelay.observability.routes import metrics_router
 from teamrelay.public import public_router
 from teamrelay.realtime import RealtimeBridge, session_entry
@@ -36,6 +38,9 @@ def local_app(relay: Relay) -> FastAPI:
     app.include_router(admin_router(relay.keys, relay.engine))
     app.include_router(dashboard_router(relay.keys, relay.engine, session_key(relay.settings)))
     app.include_router(actions_router(relay))
+    if relay.settings.oauth_enabled:
+        app.include_router(oauth_routes(relay))
+    mount_mcp(app, relay)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> Response:

@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     isolation: Literal["per_key", "shared"] = Field("per_key", validation_alias="RELAY_ISOLATION")
     test_clock_offset: float = Field(0.0, validation_alias="RELAY_TEST_CLOCK_OFFSET")
 
+    # OAuth and MCP
+    oauth_enabled: bool = Field(False, validation_alias="RELAY_OAUTH_ENABLED")
+    oauth_dynamic_registration: bool = Field(
+        True, validation_alias="RELAY_OAUTH_DYNAMIC_REGISTRATION"
+    )
+    oauth_access_ttl: int = Field(3600, gt=0, le=86400, validation_alias="RELAY_OAUTH_ACCESS_TTL")
+    oauth_refresh_ttl: int = Field(30 * 86400, gt=0, validation_alias="RELAY_OAUTH_REFRESH_TTL")
+    mcp_vector_stores: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)] = Field(
+        (), validation_alias="RELAY_MCP_VECTOR_STORES"
+    )
+
     @field_validator("openai_beta", "relay_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:

@@ -28,6 +28,8 @@ from teamrelay.ledger.db import create_engine, upgrade
 from teamrelay.ledger.prices import load_prices
 from teamrelay.ledger.recorder import LedgerEntry, Recorder
 from teamrelay.limits import Admitted, Budgets, Clock, Limits, RateLimits, system_clock
+from teamrelay.oauth.store import ACCESS_PREFIX
+from teamrelay.oauth.tokens import OAuthTokens
 from teamrelay.observability.feed import Feed
 from teamrelay.observability.logs import write_request_lines
 from teamrelay.observability.metrics import Metrics
@@ -85,7 +87,9 @@ class Relay:
         self.keys = KeyStore(self.engine, bootstrap=settings.relay_keys)
         prices = load_prices(settings.prices_file)
         self.recorder = Recorder(self.engine, prices)
-        budgets = Budgets(self.engine, clock or system_clock(settings.test_clock_offset))
+        clock = clock or system_clock(settings.test_clock_offset)
+        self.tokens = OAuthTokens(self.engine, self.keys, clock)
+        budgets = Budgets(self.engine, clock)
         self.limits = Limits(RateLimits(settings.redis_url), budgets, prices)
         self.isolation = Isolation(
             Owners(self.engine), self.router.catalog, per_key=settings.isolation == "per_key"
@@ -236,13 +240,20 @@ class Relay:
         """The caller's key, which must hold `scope`; None only when auth is disabled."""
         if not self.settings.auth_enabled:
             return None
-        key = await self.keys.lookup(head.key) if head.key else None
+        key = await self._key_for(head.key) if head.key else None
         if key is None:
             raise unauthorized()
         if scope not in key.scopes:
             raise RelayError(
                 403, f"This relay key lacks the '{scope}' scope.", code="insufficient_scope"
             )
+        return key
+
+    async def _key_for(self, secret: str) -> KeyRecord | None:
+        """A relay key first; else an OAuth access token standing for a member's key."""
+        key = await self.keys.lookup(secret)
+        if key is None and secret.startswith(ACCESS_PREFIX):
+            key = await self.tokens.lookup(secret)
         return key
 
     def _with_request_id(self, scope: Scope, send: Send) -> Send:

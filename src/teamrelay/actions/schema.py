@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 from teamrelay import __version__
 from teamrelay.actions import limits
 from teamrelay.catalog import Operation
+from teamrelay.oauth.advertise import with_oauth
 
 if TYPE_CHECKING:
     from teamrelay.actions.calls import OpenAICalls
@@ -306,7 +307,10 @@ class ActionsSchema:
         return self._document
 
     def served(self, app: ASGIApp, base_url: str) -> dict[str, Any]:
-        return {**self.document(app), "servers": [{"url": base_url}]}
+        document = {**self.document(app), "servers": [{"url": base_url}]}
+        if self._relay.settings.oauth_enabled:
+            document = with_oauth(document, base_url)
+        return document
 
     def manifest(self, app: ASGIApp, base_url: str) -> dict[str, Any]:
         listed = [
