@@ -143,10 +143,13 @@ def test_members_of_a_custom_gpt_each_act_as_themselves(
     rows = ledger_rows(gate, 2, "bob")
     assert {row["operation"] for row in rows} >= {"actions.askModel", "actions.listModels"}
 
-    # Bob's own limits apply to his token: four requests a minute, then 429.
-    statuses = [httpx2.get(gate.url + "/v1/models", headers=as_bob).status_code for _ in range(5)]
-    assert statuses[:4] == [200] * 4
-    assert statuses[4] == 429
+    # Bob's own limits apply to his token on every surface: four requests a minute (two
+    # Actions calls above, two here), then 429 — on /v1 and through the Actions alike.
+    statuses = [httpx2.get(gate.url + "/v1/models", headers=as_bob).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    again = httpx2.get(gate.url + "/actions/models", headers=as_bob)
+    assert again.status_code == 429
+    assert again.headers["retry-after"]
 
 
 @pytest.mark.usefixtures("upstream")
@@ -166,3 +169,34 @@ def test_a_members_token_does_not_reach_another_members_files(
             dana.files.retrieve(private.id)
         mine = dana.files.create(file=("mine.txt", b"dana's"), purpose="user_data")
         assert dana.files.retrieve(mine.id).id == mine.id
+
+
+@pytest.mark.usefixtures("upstream")
+def test_through_the_actions_a_member_sees_only_their_own_files(
+    gate: OAuthRelay, team_gpt: tuple[str, str], fake_upstream: FakeUpstream
+) -> None:
+    _, erin_key = gate.create_key("erin")
+    with openai.OpenAI(base_url=gate.url + "/v1", api_key=RELAY_KEY, max_retries=0) as alice:
+        private = alice.files.create(file=("plan.txt", b"alice only"), purpose="user_data")
+    gpt = chatgpt(gate, team_gpt, CHATGPT_CALLBACK)
+    try:
+        token = gpt.tokens(erin_key, pkce=False)["access_token"]
+    finally:
+        gpt.close()
+    as_erin = {"authorization": f"Bearer {token}"}
+    with openai.OpenAI(base_url=gate.url + "/v1", api_key=token, max_retries=0) as erin:
+        mine = erin.files.create(file=("erin.txt", b"erin's notes"), purpose="user_data")
+    fake_upstream.clear_log()
+    for path in (f"/actions/files/{private.id}", f"/actions/files/{private.id}/text"):
+        refused = httpx2.get(gate.url + path, headers=as_erin)
+        assert refused.status_code == 404, refused.text
+    deleted = httpx2.post(
+        gate.url + "/actions/files/delete", json={"file_id": private.id}, headers=as_erin
+    )
+    assert deleted.status_code == 404
+    assert fake_upstream.log == []
+    listed = httpx2.get(gate.url + "/actions/files", headers=as_erin)
+    assert listed.status_code == 200
+    ids = {f["id"] for f in listed.json()["files"]}
+    assert mine.id in ids
+    assert private.id not in ids

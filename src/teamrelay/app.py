@@ -27,7 +27,10 @@ from teamrelay.realtime import RealtimeBridge, session_entry
 
 
 def _error_response(error: RelayError) -> Response:
-    return Response(error.body(), status_code=error.status, media_type="application/json")
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in error.headers}
+    return Response(
+        error.body(), status_code=error.status, media_type="application/json", headers=headers
+    )
 
 
 def local_app(relay: Relay) -> FastAPI:

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -19,9 +20,11 @@ import aiohttp
 from yarl import URL
 
 from teamrelay.actions.limits import DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER
-from teamrelay.catalog import Catalog, Policy
+from teamrelay.catalog import Catalog, Matched, Operation, Policy
 from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
 from teamrelay.headers import UpstreamHeaders
+from teamrelay.isolation.guard import Isolation
+from teamrelay.keys.store import KeyRecord
 from teamrelay.upstream import Upstream
 
 _ERROR_BODY_LIMIT = 16 * 1024
@@ -75,14 +78,58 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
+# The key an Action request acts for, set by the wrappers' auth dependency: the calls below
+# apply that key's isolation without every wrapper passing it along.
+CALLER: ContextVar[KeyRecord | None] = ContextVar("actions_caller", default=None)
+
+
 class OpenAICalls:
     def __init__(
-        self, upstream: Upstream, headers: UpstreamHeaders, catalog: Catalog, policy: Policy
+        self,
+        upstream: Upstream,
+        headers: UpstreamHeaders,
+        catalog: Catalog,
+        policy: Policy,
+        isolation: Isolation,
     ) -> None:
         self.upstream = upstream
         self._headers = headers
         self._catalog = catalog
         self._policy = policy
+        self._isolation = isolation
+
+    def _operation(self, method: str, path: str) -> Operation | None:
+        resolution = self._catalog.resolve(method, path)
+        return resolution.operation if isinstance(resolution, Matched) else None
+
+    async def _guard(self, method: str, path: str, data: Any) -> None:
+        """The caller's isolation, as on `/v1`: another key's ids are absent (404)."""
+        key = CALLER.get()
+        if key is None or not self._isolation.confines(key):
+            return
+        operation = self._operation(method, path)
+        if operation is not None:
+            body = data if isinstance(data, bytes) else None
+            await self._isolation.check(key.id, operation, path, body)
+
+    async def _own(self, method: str, path: str, data: Any, answer: Any) -> Any:
+        """After a successful call: keep only owned items of a list, remember what was made."""
+        key = CALLER.get()
+        operation = self._operation(method, path)
+        if key is None or operation is None or not isinstance(answer, dict):
+            return answer
+        confined = self._isolation.confines(key)
+        items = answer.get("data")
+        if confined and self._isolation.lists(operation) and isinstance(items, list):
+            answer["data"] = await self._isolation.keep_owned(key.id, items)
+            return answer
+        body = data if isinstance(data, bytes) else None
+        object_id = answer.get("id")
+        self._isolation.remember(
+            key, operation, path, body, object_id if isinstance(object_id, str) else None
+        )
+        await self._isolation.learn_from(key, operation, path, confined, answer)
+        return answer
 
     def allowed(self, operation_id: str) -> bool:
         operation = self._catalog.by_id.get(operation_id)
@@ -114,6 +161,7 @@ class OpenAICalls:
         content_type: str | None = None,
     ) -> aiohttp.ClientResponse:
         """A successful upstream response, not yet read; the caller releases it."""
+        await self._guard(method, path, data)
         try:
             response = await self.upstream.session.request(
                 method,
@@ -155,14 +203,14 @@ class OpenAICalls:
             data=data,
             content_type="application/json" if data is not None else None,
         )
-        return await _read_json(response)
+        return await self._own(method, path, data, await _read_json(response))
 
     async def json_form(self, path: str, form: aiohttp.MultipartWriter, deadline: Deadline) -> Any:
         """POST a multipart form (its parts may stream) and read the JSON answer."""
         response = await self.open(
             "POST", path, deadline, data=form, content_type=form.content_type
         )
-        return await _read_json(response)
+        return await self._own("POST", path, None, await _read_json(response))
 
 
 async def _read_json(response: aiohttp.ClientResponse) -> Any:

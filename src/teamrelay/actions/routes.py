@@ -40,7 +40,7 @@ from teamrelay.actions.bodies import (
     VectorStoreBody,
     VectorStoreRef,
 )
-from teamrelay.actions.calls import Deadline, OpenAICalls, Passthrough, segment
+from teamrelay.actions.calls import CALLER, Deadline, OpenAICalls, Passthrough, segment
 from teamrelay.actions.compact import JsonAnswer, fit_answer
 from teamrelay.actions.files_in import (
     Fetcher,
@@ -70,6 +70,7 @@ from teamrelay.catalog import parse_envelope
 from teamrelay.errors import RelayError
 from teamrelay.gateway import Relay, new_request_id
 from teamrelay.keys.store import KeyRecord
+from teamrelay.limits.gate import Admitted
 
 _PENDING = frozenset({"queued", "in_progress"})
 _MAX_BODY = 1024 * 1024
@@ -114,7 +115,11 @@ class Bridge:
         self.settings = settings
         self.budget = settings.actions_answer_budget
         self.calls = OpenAICalls(
-            relay.upstream, relay.upstream_headers, relay.router.catalog, relay.router.policy
+            relay.upstream,
+            relay.upstream_headers,
+            relay.router.catalog,
+            relay.router.policy,
+            relay.isolation,
         )
         secret = settings.signing_key.get_secret_value() if settings.signing_key else None
         key = derive_key(secret, settings.openai_api_key.get_secret_value())
@@ -173,9 +178,21 @@ def actions_router(relay: Relay) -> APIRouter:
         head = RequestHead.parse(request.scope["headers"])
         identity = await relay.authenticate(head, "actions")
         request.state.key = identity
+        CALLER.set(identity)
         if head.content_length is not None and head.content_length > _MAX_BODY:
             raise RelayError(413, "Actions requests are small JSON.", code="request_too_large")
+        if identity is not None and identity.limits:
+            request.state.admitted = await _admit(identity, request)
         return identity
+
+    async def _admit(key: KeyRecord, request: Request) -> Admitted | None:
+        """The key's rate limits and budget, charged to the first OpenAI operation it wraps."""
+        route = request.scope.get("route")
+        wraps = (getattr(route, "openapi_extra", None) or {}).get("x-relay-wraps", [])
+        operation = relay.router.catalog.by_id.get(wraps[0]) if wraps else None
+        if operation is None:
+            return None
+        return await relay.limits.admit(key, operation, await request.body())
 
     def new_deadline() -> Deadline:
         return Deadline.after(bridge.budget)
@@ -208,7 +225,11 @@ def actions_router(relay: Relay) -> APIRouter:
                 finally:
                     if keyed_route:
                         ticket.key = getattr(request.state, "key", None)
-                        relay.observe(wrapper_entry(ticket, f"actions.{name}", answer))
+                        entry = wrapper_entry(ticket, f"actions.{name}", answer)
+                        relay.observe(entry)
+                        admitted = getattr(request.state, "admitted", None)
+                        if admitted is not None:
+                            relay.limits.settle(admitted, entry)
 
             return run
 

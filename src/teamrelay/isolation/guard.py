@@ -87,18 +87,32 @@ class Isolation:
 
         return await list_owned(upstream, call, key_id, self.owners.owners_of, send, learn)
 
-    async def learner(
+    async def _derived_owner(
         self, key: KeyRecord | None, operation: Operation, path: str, confined: bool
-    ) -> Callable[[bytes], bytes] | None:
-        """For answers that name derived objects: a `Call.rewrite` that records them for the
-        owner of what produced them, and returns the answer unchanged."""
+    ) -> str | None:
+        """Who owns what this answer derives from (a batch's files belong to its owner)."""
         if key is None or operation.operation_id not in DERIVED_FROM:
             return None
         scope = self.owned.get(operation)
         object_id = scope.path_id(path) if scope is not None else None
         if object_id is None:
             return None
-        owner = key.id if confined else await self.owners.owner_of(object_id, recheck=False)
+        return key.id if confined else await self.owners.owner_of(object_id, recheck=False)
+
+    async def learn_from(
+        self, key: KeyRecord, operation: Operation, path: str, confined: bool, answer: object
+    ) -> None:
+        """`learner` for callers that already hold the parsed answer (the Actions wrappers)."""
+        owner = await self._derived_owner(key, operation, path, confined)
+        if owner is not None:
+            self._learn_derived(answer, owner)
+
+    async def learner(
+        self, key: KeyRecord | None, operation: Operation, path: str, confined: bool
+    ) -> Callable[[bytes], bytes] | None:
+        """For answers that name derived objects: a `Call.rewrite` that records them for the
+        owner of what produced them, and returns the answer unchanged."""
+        owner = await self._derived_owner(key, operation, path, confined)
         if owner is None:
             return None
 
@@ -124,10 +138,28 @@ class Isolation:
         """After the answer: remember an object this call created, for its key."""
         if key is None or exchange is None or not 200 <= exchange.status < 300:
             return
-        scope = self.owned.get(operation)
         tap = exchange.tap
-        if scope is None or tap is None or tap.object_id is None:
+        if tap is not None:
+            self.remember(key, operation, path, body, tap.object_id)
+
+    def remember(
+        self,
+        key: KeyRecord,
+        operation: Operation,
+        path: str,
+        body: bytes | RequestBody | None,
+        object_id: str | None,
+    ) -> None:
+        """Record the object a successful call created (its answer's id), for `key`."""
+        scope = self.owned.get(operation)
+        if scope is None or object_id is None:
             return
-        created = created_id(operation, scope, path, tap.object_id, body)
+        created = created_id(operation, scope, path, object_id, body)
         if created is not None:
             self.owners.record(created, key.id, scope.collection, fresh=scope.id_segment is None)
+
+    async def keep_owned(self, key_id: str, items: list[object]) -> list[object]:
+        """A list answer's items that `key_id` owns, for callers that page on their own."""
+        ids = [item["id"] for item in items if isinstance(item, dict) and "id" in item]
+        owners = await self.owners.owners_of(ids)
+        return [i for i in items if isinstance(i, dict) and owners.get(str(i.get("id"))) == key_id]

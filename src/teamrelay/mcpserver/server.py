@@ -46,8 +46,13 @@ class RelayMCP:
         self.app = app
         self.caller = ActionCaller(app)
         settings = relay.settings
+        # The knowledge stores are the team's, shared on purpose: no caller, so no isolation.
         calls = OpenAICalls(
-            relay.upstream, relay.upstream_headers, relay.router.catalog, relay.router.policy
+            relay.upstream,
+            relay.upstream_headers,
+            relay.router.catalog,
+            relay.router.policy,
+            relay.isolation,
         )
         self.knowledge = Knowledge(
             calls, settings.mcp_vector_stores, settings.actions_answer_budget, relay.observe
