@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from fakeupstream import FakeUpstream, Received
 from fakeupstream.api_realtime import CALLS, connection_of, sdp_answer
 from servers import RELAY_KEY, UPSTREAM_KEY, RunningRelay, relay_env, relay_in_thread, relay_process
+from teamkeys import create_keys_async
 from teamrelay.app import create_app
 from teamrelay.config import Settings
 from teamrelay.realtime import RealtimeBridge, RealtimeSession
@@ -651,3 +652,20 @@ async def test_a_session_leaves_one_ledger_entry_with_its_usage(
     while sessions_counted() != before + 1:
         assert time.monotonic() < deadline, "no ledger entry for the session"
         await asyncio.sleep(0.05)
+
+
+async def test_a_rate_limited_key_is_refused_a_second_session_before_upstream(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/limited.db"
+    secrets = await create_keys_async(url, carol={"rpm": 1})
+    headers = {"Authorization": f"Bearer {secrets['carol']}"}
+    with relay_in_thread(upstream.base_url, RELAY_DATABASE_URL=url) as relay:
+        async with open_session(relay, headers=headers) as ws:
+            await event(ws)
+        upstream.clear_log()
+        with pytest.raises(InvalidStatus) as refused:
+            async with open_session(relay, headers=headers):
+                pass
+        assert refused.value.response.status_code == 429
+        assert upstream.requests_to("/v1/realtime") == []

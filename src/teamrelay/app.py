@@ -72,6 +72,6 @@ def create_app(settings: Settings | None = None) -> Relay:
         raise SystemExit(f"teamrelay: {exc}") from None
     relay.local = local_app(relay)
     bridge = RealtimeBridge(relay)
-    bridge.on_session_end = lambda session: relay.observe(session_entry(session))
+    bridge.on_session_end = lambda session: relay.settle(session_entry(session), session.admitted)
     relay.websocket = bridge
     return relay

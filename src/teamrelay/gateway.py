@@ -171,10 +171,7 @@ class Relay:
             await error.send(send, [(REQUEST_ID, ticket.request_id)])
         finally:
             if self.observers or admitted is not None:
-                entry = entry_of(ticket)
-                self.observe(entry)
-                if admitted is not None:
-                    self.limits.settle(admitted, entry)
+                self.settle(entry_of(ticket), admitted)
             if operation is not None and ticket.exchange is not None:
                 self.isolation.record(ticket.key, operation, path, ticket.body, ticket.exchange)
 
@@ -231,10 +228,13 @@ class Relay:
         call = Call(request.method, target, upstream_headers, request.body, ticket.request_id)
         return call, request.operation, request.path[3:]
 
-    def observe(self, entry: LedgerEntry) -> None:
-        """Hand a finished request's entry to the ledger, metrics and logs (never blocks)."""
+    def settle(self, entry: LedgerEntry, admitted: Admitted | None = None) -> None:
+        """A finished request: its entry to the ledger, metrics and logs, its real usage to
+        the key's limits (never blocks)."""
         for observe in self.observers:
             observe(entry)
+        if admitted is not None:
+            self.limits.settle(admitted, entry)
 
     async def authenticate(self, head: RequestHead, scope: str) -> KeyRecord | None:
         """The caller's key, which must hold `scope`; None only when auth is disabled."""

@@ -28,6 +28,7 @@ from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
 from teamrelay.gateway import new_request_id
 from teamrelay.headers import REQUEST_ID, response_headers
 from teamrelay.ledger.recorder import LedgerEntry
+from teamrelay.limits.gate import Admitted
 from teamrelay.tap.usage import usage_from
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class RealtimeSession:
     output_audio_tokens: int = 0
     close_code: int | None = None
     closed_by: str | None = None
+    admitted: Admitted | None = None  # the key's rate/budget charge, settled at the end
 
     def observe(self, text: str) -> None:
         """Read usage from an upstream event; the substring tests keep the rest unparsed."""
@@ -226,7 +228,14 @@ class RealtimeBridge:
         self.relay.router.check_model_name(model)
         if query:
             target += "?" + query.decode("latin-1")
-        upstream = await self._connect(scope["headers"], target, protocols)
+        limits = self.relay.limits
+        admitted = await limits.admit(key, operation, None) if key and key.limits else None
+        try:
+            upstream = await self._connect(scope["headers"], target, protocols)
+        except RelayError:
+            if admitted is not None:
+                limits.release(admitted)
+            raise
         session = RealtimeSession(
             operation_id=operation.operation_id,
             model=model,
@@ -236,6 +245,7 @@ class RealtimeBridge:
             started=time.time(),
             # aiohttp keeps the handshake answer only on this private attribute.
             upstream_request_id=upstream._response.headers.get("x-request-id"),
+            admitted=admitted,
         )
         return upstream, session
 

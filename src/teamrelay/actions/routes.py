@@ -226,10 +226,7 @@ def actions_router(relay: Relay) -> APIRouter:
                     if keyed_route:
                         ticket.key = getattr(request.state, "key", None)
                         entry = wrapper_entry(ticket, f"actions.{name}", answer)
-                        relay.observe(entry)
-                        admitted = getattr(request.state, "admitted", None)
-                        if admitted is not None:
-                            relay.limits.settle(admitted, entry)
+                        relay.settle(entry, getattr(request.state, "admitted", None))
 
             return run
 

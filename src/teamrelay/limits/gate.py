@@ -20,7 +20,7 @@ from teamrelay.keys.store import KeyRecord
 from teamrelay.ledger.prices import Prices
 from teamrelay.ledger.recorder import LedgerEntry
 from teamrelay.limits.budget import Budgets, Reservation
-from teamrelay.limits.estimate import NOTHING, Estimate, actual_of, estimate
+from teamrelay.limits.estimate import NOTHING, Actual, Estimate, actual_of, estimate
 from teamrelay.limits.policy import NO_LIMITS, KeyLimits, parse_limits
 from teamrelay.limits.rate import RateLimits, TokenCharge
 
@@ -97,3 +97,10 @@ class Limits:
             self.rates.reconcile(admitted.charge, actual.tokens)
         if admitted.reservation is not None:
             self.budgets.settle(admitted.reservation, actual)
+
+    def release(self, admitted: Admitted) -> None:
+        """A request refused after admission (its upstream never answered): it used nothing."""
+        if admitted.charge is not None:
+            self.rates.reconcile(admitted.charge, 0)
+        if admitted.reservation is not None:
+            self.budgets.settle(admitted.reservation, Actual(tokens=0, usd=0.0))

@@ -55,7 +55,7 @@ class RelayMCP:
             relay.isolation,
         )
         self.knowledge = Knowledge(
-            calls, settings.mcp_vector_stores, settings.actions_answer_budget, relay.observe
+            calls, settings.mcp_vector_stores, settings.actions_answer_budget, relay.settle
         )
         self._actions: dict[str, ActionTool] | None = None
         self.server: Server[Any] = Server(
