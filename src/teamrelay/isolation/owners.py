@@ -12,24 +12,20 @@ that gap. A crash loses the queued records: those objects then look pre-existing
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from teamrelay.ledger.batches import BatchWriter
 from teamrelay.ledger.models import ObjectRow
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT = (OperationalError, InterfaceError, OSError, TimeoutError)
 _QUERY_CHUNK = 500
 
 
@@ -41,12 +37,8 @@ class Owners:
         self._cache: dict[str, str] = {}
         self._cache_limit = cache_limit
         self._recheck_delay = recheck_delay
-        self._queue: deque[dict[str, Any]] = deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         insert = postgresql_insert if engine.dialect.name == "postgresql" else sqlite_insert
-        self._insert = insert(ObjectRow).on_conflict_do_nothing()
+        self._writer = BatchWriter(engine, insert(ObjectRow).on_conflict_do_nothing(), "ownership")
 
     def record(self, object_id: str, key_id: str, collection: str, *, fresh: bool = True) -> None:
         """Queues `key_id` as the owner; `fresh` ids (just created) are cached at once."""
@@ -54,7 +46,7 @@ class Owners:
             return
         if fresh:
             self._remember(object_id, key_id)
-        self._queue.append(
+        self._writer.add(
             {
                 "object_id": object_id,
                 "key_id": key_id,
@@ -62,7 +54,6 @@ class Owners:
                 "created_at": datetime.now(UTC),
             }
         )
-        self._wakeup.set()
 
     def _remember(self, object_id: str, key_id: str) -> None:
         if len(self._cache) >= self._cache_limit:
@@ -109,45 +100,7 @@ class Owners:
         return found
 
     async def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="ownership-recorder")
+        await self._writer.start()
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._wakeup.set()
-        task, self._task = self._task, None
-        if task is not None:
-            await asyncio.shield(task)
-        await self._write()
-
-    async def _run(self) -> None:
-        try:
-            while not self._stopping:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                await self._write()
-        finally:
-            with contextlib.suppress(Exception):
-                await self._write()
-
-    async def _write(self) -> None:
-        backoff = 0.05
-        while self._queue:
-            batch = list(self._queue)
-            self._queue.clear()
-            try:
-                async with self._engine.begin() as connection:
-                    await connection.execute(self._insert, batch)
-            except _TRANSIENT:
-                self._queue.extendleft(reversed(batch))
-                log.warning("ownership: database unavailable, will retry %d rows", len(batch))
-                if self._stopping and backoff > 2:
-                    return
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except Exception:
-                log.exception("ownership: database refused %d rows", len(batch))
-            except BaseException:
-                self._queue.extendleft(reversed(batch))
-                raise
+        await self._writer.stop()

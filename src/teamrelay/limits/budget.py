@@ -21,10 +21,7 @@ towards refusing, never towards overspending.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -32,10 +29,10 @@ from typing import Any
 from sqlalchemy import Double, and_, bindparam, cast, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from teamrelay.errors import RelayError
+from teamrelay.ledger.batches import BatchWriter
 from teamrelay.ledger.models import BudgetRow, LedgerRow
 from teamrelay.limits.estimate import Actual, Estimate
 from teamrelay.limits.policy import Cap
@@ -43,7 +40,6 @@ from teamrelay.limits.windows import Clock, Window, window_of
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT = (OperationalError, InterfaceError, OSError, TimeoutError)
 _MAX_ENSURED = 100_000
 
 _ROW = and_(
@@ -107,10 +103,7 @@ class Budgets:
         self._engine = engine
         self.clock = clock
         self._ensured: set[tuple[str, str, str, str]] = set()
-        self._queue: deque[dict[str, Any]] = deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._settlements = BatchWriter(engine, _SETTLE, "budgets")
 
     async def reserve(self, key_id: str, caps: tuple[Cap, ...], guess: Estimate) -> Reservation:
         """Holds the estimate against every cap, or raises the 429 of the first that refuses."""
@@ -168,51 +161,12 @@ class Budgets:
         """Queues the settlement; never blocks, never raises (it runs in a `finally`)."""
         for hold in reservation.holds:
             used = actual.usd if hold.cap.unit == "usd" else float(actual.tokens)
-            self._queue.append(
+            self._settlements.add(
                 hold.row(reservation.key_id) | {"b_held": hold.amount, "b_used": used}
             )
-        self._wakeup.set()
 
     async def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="budget-settler")
+        await self._settlements.start()
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._wakeup.set()
-        task, self._task = self._task, None
-        if task is not None:
-            await asyncio.shield(task)
-        await self._write()
-
-    async def _run(self) -> None:
-        try:
-            while not self._stopping:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                await self._write()
-        finally:
-            with contextlib.suppress(Exception):
-                await self._write()
-
-    async def _write(self) -> None:
-        backoff = 0.05
-        while self._queue:
-            batch = list(self._queue)
-            self._queue.clear()
-            try:
-                async with self._engine.begin() as connection:
-                    await connection.execute(_SETTLE, batch)
-            except _TRANSIENT:
-                self._queue.extendleft(reversed(batch))
-                log.warning("budgets: database unavailable, will retry %d settlements", len(batch))
-                if self._stopping and backoff > 2:
-                    return
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except Exception:
-                log.exception("budgets: database refused %d settlements", len(batch))
-            except BaseException:
-                self._queue.extendleft(reversed(batch))
-                raise
+        await self._settlements.stop()
