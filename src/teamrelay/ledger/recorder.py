@@ -29,6 +29,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import insert
@@ -73,6 +74,7 @@ _FIELDS = tuple(f.name for f in fields(LedgerEntry))
 _COLUMNS = (*_FIELDS, "cost_usd")
 Row = tuple[Any, ...]
 _TS = _FIELDS.index("ts")
+_values = attrgetter(*_FIELDS)
 
 
 class Recorder:
@@ -203,10 +205,10 @@ class Recorder:
         await connection.exec_driver_sql(self._insert, batch)
 
     def _row(self, entry: LedgerEntry) -> Row:
-        row: list[Any] = [getattr(entry, name) for name in _FIELDS]
+        row: list[Any] = list(_values(entry))
         ts = entry.ts.astimezone(UTC)
         # SQLite keeps the text form SQLAlchemy's DateTime reads back; others take the object.
-        row[_TS] = ts.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else ts
+        row[_TS] = ts.replace(tzinfo=None).isoformat(" ", "microseconds") if self._sqlite else ts
         cost = self._prices.cost(
             entry.model, entry.input_tokens, entry.output_tokens, entry.cached_tokens
         )
