@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import (
-    FixedWindowRateLimiter,
-    MovingWindowRateLimiter,
-    SlidingWindowCounterRateLimiter,
-)
+from limits import RateLimitItem, RateLimitItemPerMinute, storage, strategies
+from limits.aio import storage as aio_storage
+from limits.aio import strategies as aio_strategies
 
 from teamrelay.errors import RelayError
 
+T = TypeVar("T")
 _NAMESPACE = "teamrelay"
 MOVING_WINDOW_MAX = 10_000
 RECONCILE_EVERY = 0.05
@@ -67,16 +67,26 @@ def _refusal(what: str, limit: int, remaining: int, reset_at: float, extra: str)
     )
 
 
+async def _done(value: T | Awaitable[T]) -> T:
+    """The same `limits` calls serve both backends: in memory they answer at once (the
+    synchronous API: no lock round trips), with Redis they are awaited (the asyncio API)."""
+    return await value if inspect.isawaitable(value) else value
+
+
 class RateLimits:
     def __init__(self, redis_url: str | None) -> None:
-        self.storage: Storage = (
-            RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix="TEAMRELAY")
-            if redis_url
-            else MemoryStorage()
-        )
-        self._requests = MovingWindowRateLimiter(self.storage)
-        self._many_requests = SlidingWindowCounterRateLimiter(self.storage)
-        self._tokens = FixedWindowRateLimiter(self.storage)
+        self.storage: Any
+        if redis_url:
+            self.storage = aio_storage.RedisStorage(
+                f"async+{redis_url}", implementation="redispy", key_prefix="TEAMRELAY"
+            )
+            kinds: Any = aio_strategies
+        else:
+            self.storage = storage.MemoryStorage()
+            kinds = strategies
+        self._requests = kinds.MovingWindowRateLimiter(self.storage)
+        self._many_requests = kinds.SlidingWindowCounterRateLimiter(self.storage)
+        self._tokens = kinds.FixedWindowRateLimiter(self.storage)
         self._items: dict[tuple[str, int], RateLimitItem] = {}
         self._corrections: dict[tuple[RateLimitItem, str], int] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -98,27 +108,27 @@ class RateLimits:
         if tpm is not None:
             item = self._item("tokens", tpm)
             cost = min(tokens, tpm)  # a request larger than the limit still gets through alone
-            if not await self._tokens.hit(item, "tokens", key_id, cost=cost):
+            if not await _done(self._tokens.hit(item, "tokens", key_id, cost=cost)):
                 await self._give_back(item, key_id, cost)
-                stats = await self._tokens.get_window_stats(item, "tokens", key_id)
+                stats = await _done(self._tokens.get_window_stats(item, "tokens", key_id))
                 raise _refusal("tokens", tpm, stats.remaining, stats.reset_time, "")
             charge = TokenCharge(item, key_id, cost)
         if rpm is not None:
             item = self._item("requests", rpm)
             limiter = self._requests if rpm <= MOVING_WINDOW_MAX else self._many_requests
-            if not await limiter.hit(item, "requests", key_id):
+            if not await _done(limiter.hit(item, "requests", key_id)):
                 if charge is not None:
                     await self._give_back(charge.item, key_id, charge.charged)
-                stats = await limiter.get_window_stats(item, "requests", key_id)
+                stats = await _done(limiter.get_window_stats(item, "requests", key_id))
                 raise _refusal("requests", rpm, stats.remaining, stats.reset_time, "")
         return charge
 
     async def _give_back(self, item: RateLimitItem, key_id: str, amount: int) -> None:
         """Never below zero, so a refund cannot become credit in the next minute."""
         key = item.key_for("tokens", key_id)
-        held = await self.storage.get(key)
+        held = await _done(self.storage.get(key))
         if held > 0 and amount > 0:
-            await self.storage.incr(key, item.get_expiry(), amount=-min(amount, held))
+            await _done(self.storage.incr(key, item.get_expiry(), amount=-min(amount, held)))
 
     def reconcile(self, charge: TokenCharge, used: int) -> None:
         """Corrects the minute's count to the real usage, off the request path.
@@ -144,7 +154,7 @@ class RateLimits:
             with contextlib.suppress(Exception):  # a lost correction loosens one minute only
                 if difference > 0:
                     key = item.key_for("tokens", key_id)
-                    await self.storage.incr(key, item.get_expiry(), amount=difference)
+                    await _done(self.storage.incr(key, item.get_expiry(), amount=difference))
                 elif difference < 0:
                     await self._give_back(item, key_id, -difference)
 
@@ -154,7 +164,7 @@ class RateLimits:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         await self._flush()
-        if isinstance(self.storage, RedisStorage):
+        if isinstance(self.storage, aio_storage.RedisStorage):
             client = getattr(self.storage.bridge, "storage", None)
             if client is not None:
                 await client.aclose()
