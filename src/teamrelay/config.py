@@ -23,13 +23,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from teamrelay.actions.limits import DEFAULT_FILE_HOSTS
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/teamrelay.db"
-CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
 def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
 
 
 class ConfigError(Exception):
@@ -80,8 +82,8 @@ class Settings(BaseSettings):
     actions_answer_budget: float = Field(
         35.0, gt=0, lt=45, validation_alias="RELAY_ACTIONS_ANSWER_BUDGET"
     )
-    actions_file_hosts: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)] = (
-        Field(DEFAULT_FILE_HOSTS, validation_alias="RELAY_ACTIONS_FILE_HOSTS")
+    actions_file_hosts: CommaList = Field(
+        DEFAULT_FILE_HOSTS, validation_alias="RELAY_ACTIONS_FILE_HOSTS"
     )
     actions_max_file_bytes: int = Field(
         100 * 2**20, gt=0, validation_alias="RELAY_ACTIONS_MAX_FILE_BYTES"
@@ -102,14 +104,7 @@ class Settings(BaseSettings):
     )
     oauth_access_ttl: int = Field(3600, gt=0, le=86400, validation_alias="RELAY_OAUTH_ACCESS_TTL")
     oauth_refresh_ttl: int = Field(30 * 86400, gt=0, validation_alias="RELAY_OAUTH_REFRESH_TTL")
-    mcp_vector_stores: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)] = Field(
-        (), validation_alias="RELAY_MCP_VECTOR_STORES"
-    )
-
-    @field_validator("openai_beta", "relay_keys", mode="before")
-    @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        return _split_commas(value)
+    mcp_vector_stores: CommaList = Field((), validation_alias="RELAY_MCP_VECTOR_STORES")
 
     @field_validator("openai_base_url", "public_url")
     @classmethod
