@@ -1,0 +1,125 @@
+"""What the GPT Actions wrappers share: the route class, schema helpers and the `Bridge`."""
+
+# No `from __future__ import annotations`, as in routes.py.
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import Path, Request
+from fastapi.routing import APIRoute
+from starlette.responses import Response
+
+from teamrelay.actions.calls import Deadline, OpenAICalls, Passthrough, segment
+from teamrelay.actions.files_in import (
+    Fetcher,
+    FileRef,
+    HostRules,
+    upload_form,
+)
+from teamrelay.actions.files_out import (
+    DOWNLOAD_PATH,
+    BlobCache,
+    LinkSigner,
+    derive_key,
+    guess_type,
+)
+from teamrelay.actions.schema import ActionsSchema
+from teamrelay.errors import RelayError
+from teamrelay.gateway import Relay
+
+PENDING = frozenset({"queued", "in_progress"})
+MAX_BODY = 1024 * 1024
+IDS = r"^[A-Za-z0-9_.:\-]{1,128}$"
+CHUNK = 64 * 1024
+
+
+class ActionsRoute(APIRoute):
+    """Sends an upstream refusal on as it came, instead of as a relay error."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            try:
+                response: Response = await handler(request)
+            except Passthrough as refusal:
+                return Response(refusal.body, refusal.status, headers=refusal.headers)
+            return response
+
+        return run
+
+
+def ok_response(description: str, schema: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def route_extra(consequential: bool, *wraps: str) -> dict[str, Any]:
+    return {"x-openai-isConsequential": consequential, "x-relay-wraps": list(wraps)}
+
+
+def id_path(description: str, example: str) -> Any:
+    return Path(pattern=IDS, description=description, examples=[example])
+
+
+class Bridge:
+    """What the wrappers share: upstream calls, the link signer, the file fetcher, the schema."""
+
+    def __init__(self, relay: Relay) -> None:
+        settings = relay.settings
+        self.relay = relay
+        self.settings = settings
+        self.budget = settings.actions_answer_budget
+        self.calls = OpenAICalls(
+            relay.upstream,
+            relay.upstream_headers,
+            relay.router.catalog,
+            relay.router.policy,
+            relay.isolation,
+        )
+        secret = settings.signing_key.get_secret_value() if settings.signing_key else None
+        key = derive_key(secret, settings.openai_api_key.get_secret_value())
+        self.signer = LinkSigner(key, settings.actions_link_ttl)
+        self.blobs = BlobCache(settings.actions_link_ttl)
+        rules = HostRules(
+            settings.actions_file_hosts, allow_loopback=settings.actions_allow_loopback
+        )
+        self.fetcher = Fetcher(rules, settings.actions_max_file_bytes, settings.actions_ca_file)
+        self.schema = ActionsSchema(relay, self.calls)
+
+    def base_url(self, request: Request) -> str:
+        return self.settings.public_url or str(request.base_url).rstrip("/")
+
+    def link(self, request: Request, purpose: str, obj: str, name: str, mime: str) -> str:
+        token = self.signer.sign(purpose, obj, name, mime)
+        return f"{self.base_url(request)}{DOWNLOAD_PATH}{token}"
+
+    async def settle(self, response: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
+        """Poll a background response until it ends or the budget is nearly spent."""
+        interval = 0.2
+        while response.get("status") in PENDING:
+            if deadline.remaining() < interval + 0.5:
+                return response
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, 2.0)
+            poll = Deadline(deadline.at - 0.3)
+            try:
+                response = await self.calls.json(
+                    "GET", f"/responses/{segment(str(response.get('id')))}", poll
+                )
+            except RelayError as exc:
+                if exc.status == 504:
+                    return response
+                raise
+        return response
+
+    async def upload_bytes(
+        self, data: bytes, name: str, purpose: str, deadline: Deadline
+    ) -> dict[str, Any]:
+        async def once() -> AsyncIterator[bytes]:
+            yield data
+
+        ref = FileRef("", name, guess_type(name))
+        form = upload_form(purpose, ref, once())
+        created: dict[str, Any] = await self.calls.json_form("/files", form, deadline)
+        return created
