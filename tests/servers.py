@@ -57,7 +57,7 @@ def relay_env(upstream_base_url: str, data_dir: str, **extra: str) -> dict[str, 
 @contextlib.contextmanager
 def relay_in_thread(upstream_base_url: str, **extra: Any) -> Iterator[RunningRelay]:
     with tempfile.TemporaryDirectory() as data_dir:
-        env = relay_env(upstream_base_url, data_dir, **extra)
+        env = relay_env(upstream_base_url, data_dir, RELAY_TUNE_GC="false", **extra)
         settings = Settings(_env_file=None, **env)  # type: ignore[call-arg]
         with _serve_in_thread(settings) as running:
             yield running

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", validation_alias="LOG_FORMAT")
 
     drain_seconds: int = Field(30, ge=0, validation_alias="RELAY_DRAIN_SECONDS")
+    # Off for an app embedded in another process (the tests' in-thread relays): it is global.
+    tune_gc: bool = Field(True, validation_alias="RELAY_TUNE_GC")
 
     connect_timeout: float = Field(10.0, gt=0, validation_alias="RELAY_CONNECT_TIMEOUT")
     read_timeout: float = Field(600.0, gt=0, validation_alias="RELAY_READ_TIMEOUT")
