@@ -132,7 +132,7 @@ def test_a_megabyte_of_search_results_is_cut(
         headers=AUTH,
     )
     assert answer.status_code == 200
-    raw = upstream.requests_to(f"/v1/vector_stores/{store.id}/search")[-1]
+    raw = upstream.wait_done(upstream.requests_to(f"/v1/vector_stores/{store.id}/search")[-1])
     assert raw.done
     assert len(answer.text) < MAX_PAYLOAD_CHARS
     result = answer.json()
