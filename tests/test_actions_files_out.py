@@ -96,7 +96,7 @@ def test_signed_link_stops_working_when_altered_or_expired(
     expired = httpx2.get(link)
     assert expired.status_code == 410
     assert expired.json()["error"]["code"] == "link_expired"
-    assert upstream.requests_to(f"/v1/files/{made.id}/content")[-1].done
+    assert upstream.wait_done(upstream.requests_to(f"/v1/files/{made.id}/content")[-1]).done
 
 
 def test_a_link_is_single_purpose() -> None:
