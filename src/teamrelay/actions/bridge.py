@@ -4,9 +4,9 @@
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Path, Request
+from fastapi import Path, Query, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
@@ -32,6 +32,13 @@ PENDING = frozenset({"queued", "in_progress"})
 MAX_BODY = 1024 * 1024
 IDS = r"^[A-Za-z0-9_.:\-]{1,128}$"
 CHUNK = 64 * 1024
+
+
+# The paging parameters every list wrapper takes.
+PageSize = Annotated[int, Query(ge=1, le=100, description="Page size.", examples=[20])]
+PageAfter = Annotated[
+    str | None, Query(pattern=IDS, description="next_after from the previous page.")
+]
 
 
 class ActionsRoute(APIRoute):

@@ -6,7 +6,7 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from teamrelay.actions import results
@@ -15,7 +15,14 @@ from teamrelay.actions.bodies import (
     BatchRef,
     ProxyBody,
 )
-from teamrelay.actions.bridge import IDS, Bridge, id_path, ok_response, route_extra
+from teamrelay.actions.bridge import (
+    Bridge,
+    PageAfter,
+    PageSize,
+    id_path,
+    ok_response,
+    route_extra,
+)
 from teamrelay.actions.calls import segment
 from teamrelay.actions.compact import JsonAnswer, fit_answer
 from teamrelay.catalog import parse_envelope
@@ -73,10 +80,8 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
     )
     async def list_batches(
         deadline: Budget,
-        limit: Annotated[int, Query(ge=1, le=100, description="Page size.", examples=[20])] = 20,
-        after: Annotated[
-            str | None, Query(pattern=IDS, description="next_after from the previous page.")
-        ] = None,
+        limit: PageSize = 20,
+        after: PageAfter = None,
     ) -> Response:
         found = await calls.json(
             "GET", "/batches", deadline, query={"limit": limit, "after": after}

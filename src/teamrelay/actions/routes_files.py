@@ -15,7 +15,15 @@ from teamrelay.actions.bodies import (
     FileRefBody,
     UploadBody,
 )
-from teamrelay.actions.bridge import CHUNK, IDS, Bridge, id_path, ok_response, route_extra
+from teamrelay.actions.bridge import (
+    CHUNK,
+    Bridge,
+    PageAfter,
+    PageSize,
+    id_path,
+    ok_response,
+    route_extra,
+)
 from teamrelay.actions.calls import segment
 from teamrelay.actions.compact import JsonAnswer
 from teamrelay.actions.files_in import (
@@ -91,10 +99,8 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
         purpose: Annotated[
             str | None, Query(description="assistants, batch, batch_output, user_data...")
         ] = None,
-        limit: Annotated[int, Query(ge=1, le=100, description="Page size.", examples=[20])] = 20,
-        after: Annotated[
-            str | None, Query(pattern=IDS, description="next_after from the previous page.")
-        ] = None,
+        limit: PageSize = 20,
+        after: PageAfter = None,
     ) -> Response:
         query = {"purpose": purpose, "limit": limit, "after": after, "order": "desc"}
         found = await calls.json("GET", "/files", deadline, query=query)

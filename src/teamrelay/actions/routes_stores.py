@@ -5,7 +5,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from teamrelay.actions import results
@@ -15,7 +15,14 @@ from teamrelay.actions.bodies import (
     VectorStoreBody,
     VectorStoreRef,
 )
-from teamrelay.actions.bridge import IDS, Bridge, id_path, ok_response, route_extra
+from teamrelay.actions.bridge import (
+    Bridge,
+    PageAfter,
+    PageSize,
+    id_path,
+    ok_response,
+    route_extra,
+)
 from teamrelay.actions.calls import segment
 from teamrelay.actions.compact import JsonAnswer, fit_answer
 
@@ -33,10 +40,8 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
     )
     async def list_vector_stores(
         deadline: Budget,
-        limit: Annotated[int, Query(ge=1, le=100, description="Page size.", examples=[20])] = 20,
-        after: Annotated[
-            str | None, Query(pattern=IDS, description="next_after from the previous page.")
-        ] = None,
+        limit: PageSize = 20,
+        after: PageAfter = None,
     ) -> Response:
         query = {"limit": limit, "after": after}
         found = await calls.json("GET", "/vector_stores", deadline, query=query)
