@@ -29,6 +29,7 @@ _UPSTREAM_ERRORS = {
     "upstream_timeout": "timeout",
     "upstream_broke": "broke_mid_stream",
 }
+_TOKEN_KINDS = ("input", "output", "cached", "reasoning")
 
 REQUESTS = Counter("teamrelay_requests", "Requests handled on /v1.", ["operation", "status", "key"])
 DURATION = Histogram(
@@ -68,36 +69,47 @@ class Metrics:
         return child
 
     def record(self, entries: Sequence[LedgerEntry]) -> None:
+        """Counters are summed over the batch first, so a label set costs one `inc` per batch
+        rather than one per request; histograms still observe every request."""
         child = self._child
+        requests: dict[tuple[str, int, str], int] = {}
+        tokens: dict[tuple[str | None, str], list[int]] = {}
         for entry in entries:
             operation = entry.operation or "none"
             key = entry.key_name or "none"
-            child(REQUESTS, operation, str(entry.status), key).inc()
+            label = (operation, entry.status, key)
+            requests[label] = requests.get(label, 0) + 1
             child(DURATION, operation).observe(entry.duration_ms / 1000)
             if entry.ttfb_ms is not None:
                 child(TTFB, operation).observe(entry.ttfb_ms / 1000)
-            kind = _UPSTREAM_ERRORS.get(entry.error_type or "")
-            if kind is not None:
-                child(UPSTREAM_ERRORS, kind).inc()
+            if entry.error_type in _UPSTREAM_ERRORS:
+                child(UPSTREAM_ERRORS, _UPSTREAM_ERRORS[entry.error_type]).inc()
             if entry.input_tokens is not None or entry.output_tokens is not None:
-                self._tokens(entry, key)
+                sums = tokens.get((entry.model, key))
+                if sums is None:
+                    sums = tokens[(entry.model, key)] = [0, 0, 0, 0, 0]
+                used_in = entry.input_tokens or 0
+                cached = entry.cached_tokens or 0
+                sums[0] += used_in
+                sums[1] += entry.output_tokens or 0
+                sums[2] += cached
+                sums[3] += entry.reasoning_tokens or 0
+                sums[4] += min(cached, used_in)  # what the price table counts as cached
+        for (operation, status, key), count in requests.items():
+            child(REQUESTS, operation, str(status), key).inc(count)
+        for (model, key), sums in tokens.items():
+            self._tokens(model, key, sums)
 
-    def _tokens(self, entry: LedgerEntry, key: str) -> None:
-        model = entry.model or "none"
-        counts = (
-            ("input", entry.input_tokens),
-            ("output", entry.output_tokens),
-            ("cached", entry.cached_tokens),
-            ("reasoning", entry.reasoning_tokens),
-        )
-        for kind, count in counts:
+    def _tokens(self, model: str | None, key: str, sums: list[int]) -> None:
+        label = model or "none"
+        for kind, count in zip(_TOKEN_KINDS, sums, strict=False):
             if count:
-                self._child(TOKENS, kind, model, key).inc(count)
-        cost = self._prices.cost(
-            entry.model, entry.input_tokens, entry.output_tokens, entry.cached_tokens
-        )
+                self._child(TOKENS, kind, label, key).inc(count)
+        # Exact: with cached tokens clamped per request, the price of the sums is the sum
+        # of the prices.
+        cost = self._prices.cost(model, sums[0], sums[1], sums[4])
         if cost:
-            self._child(COST, model, key).inc(cost)
+            self._child(COST, label, key).inc(cost)
 
     def exposition(self) -> tuple[bytes, str]:
         QUEUE.set(self._queue_depth())
