@@ -17,10 +17,28 @@ from teamrelay.ledger.recorder import LedgerEntry
 
 log = logging.getLogger("teamrelay.requests")
 
-_TEXT = (
-    "%(relay_request_id)s %(key_name)s %(method)s %(path)s %(operation)s -> %(status)s "
-    "%(duration_ms).1fms ttfb=%(ttfb_ms)s tokens=%(input_tokens)s/%(output_tokens)s"
+_TEXT = "%s %s %s %s %s -> %s %.1fms ttfb=%s tokens=%s/%s"
+_TEXT_FIELDS = attrgetter(
+    "relay_request_id",
+    "key_name",
+    "method",
+    "path",
+    "operation",
+    "status",
+    "duration_ms",
+    "ttfb_ms",
+    "input_tokens",
+    "output_tokens",
 )
+_FIELDS = tuple(field.name for field in fields(LedgerEntry))
+_values = attrgetter(*_FIELDS)
+
+
+def request_fields(entry: LedgerEntry) -> dict[str, Any]:
+    # Not `asdict`: it deep-copies every value, which cost more than the logging itself.
+    line = dict(zip(_FIELDS, _values(entry), strict=True))
+    line["ts"] = entry.ts.isoformat()
+    return line
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,11 +47,14 @@ class JsonFormatter(logging.Formatter):
     fields under `request`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        requests = getattr(record, "requests", None)
-        if requests is None:
+        entries: Sequence[LedgerEntry] | None = getattr(record, "requests", None)
+        if entries is None:
             return self._line(record, record.getMessage(), None)
         texts = record.getMessage().split("\n")
-        return "\n".join(self._line(record, t, r) for t, r in zip(texts, requests, strict=True))
+        return "\n".join(
+            self._line(record, text, request_fields(entry))
+            for text, entry in zip(texts, entries, strict=True)
+        )
 
     def _line(self, record: logging.LogRecord, message: str, request: object) -> str:
         line: dict[str, object] = {
@@ -87,18 +108,16 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
     }
 
 
-_FIELDS = tuple(field.name for field in fields(LedgerEntry))
-_values = attrgetter(*_FIELDS)
-
-
 def write_request_lines(entries: Sequence[LedgerEntry]) -> None:
+    """One record for the batch: the text is formatted here, the JSON fields only by a
+    JSON formatter (from the entries it is handed)."""
     if not log.isEnabledFor(logging.INFO):
         return
-    lines = []
-    for entry in entries:
-        # Not `asdict`: it deep-copies every value, which cost more than the logging itself.
-        line = dict(zip(_FIELDS, _values(entry), strict=True))
-        line["ts"] = entry.ts.isoformat()
-        lines.append(line)
-    text = "\n".join(_TEXT % line for line in lines)
-    log.info("%s", text, extra={"requests": lines})
+    text = "\n".join([_TEXT % _text_values(entry) for entry in entries])
+    log.info("%s", text, extra={"requests": entries})
+
+
+def _text_values(entry: LedgerEntry) -> tuple[Any, ...]:
+    values = _TEXT_FIELDS(entry)
+    ttfb = values[7]
+    return (*values[:7], "-" if ttfb is None else f"{ttfb:.1f}ms", *values[8:])
