@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from starlette.types import Receive
 
@@ -23,6 +24,7 @@ from teamrelay.routing import Router
 _CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
+@lru_cache(maxsize=256)
 def body_kind(content_type: bytes) -> str | None:
     """`json`, `multipart` or `sdp`: the only request bodies the OpenAI API takes."""
     media = content_type.split(b";", 1)[0].strip().lower()
@@ -47,23 +49,23 @@ class RequestHead:
 
     @classmethod
     def parse(cls, headers: list[tuple[bytes, bytes]]) -> RequestHead:
-        head = cls()
-        bearer = None
-        for name, value in headers:
-            if name == b"authorization":
-                if value[:7].lower() == b"bearer ":
-                    bearer = value[7:].strip().decode("latin-1") or None
-            elif name == b"x-relay-key":
-                head.key = value.strip().decode("latin-1") or None
-            elif name == b"content-type":
-                head.content_type = value
-            elif name == b"content-length":
-                head.content_length = int(value) if value.isdigit() else -1
-            elif name == b"transfer-encoding":
-                head.chunked = True
-            elif name == REQUEST_ID and _CLIENT_REQUEST_ID.fullmatch(value):
-                head.request_id = value
-        head.key = head.key or bearer
+        """Lower-case ASGI names; of a repeated header the last one counts."""
+        found = dict(headers)
+        get = found.get
+        head = cls(content_type=get(b"content-type", b""), chunked=b"transfer-encoding" in found)
+        key = get(b"x-relay-key")
+        if key is not None:
+            head.key = key.strip().decode("latin-1") or None
+        if head.key is None:
+            bearer = get(b"authorization")
+            if bearer is not None and bearer[:7].lower() == b"bearer ":
+                head.key = bearer[7:].strip().decode("latin-1") or None
+        length = get(b"content-length")
+        if length is not None:
+            head.content_length = int(length) if length.isdigit() else -1
+        request_id = get(REQUEST_ID)
+        if request_id is not None and _CLIENT_REQUEST_ID.fullmatch(request_id):
+            head.request_id = request_id
         return head
 
     @property

@@ -1,7 +1,7 @@
 """Which headers cross the relay, in each direction.
 
-Header names arrive lower-cased from ASGI servers and as sent from aiohttp, so every set here
-is lower-case bytes and lookups lower-case first.
+Header names arrive lower-cased from ASGI servers (the ASGI spec requires it) and as sent from
+aiohttp, so every set here is lower-case bytes, and only upstream names are lower-cased first.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ _REQUEST_DROPPED = HOP_BY_HOP | {
     b"x-real-ip",
 }
 
+_REQUEST_DROPPED_WITH_LENGTH = _REQUEST_DROPPED | {b"content-length"}
+
 REQUEST_ID = b"x-relay-request-id"
 
 
@@ -75,16 +77,17 @@ class UpstreamHeaders:
     def build(
         self, client_headers: Iterable[tuple[bytes, bytes]], *, keep_length: bool
     ) -> list[tuple[str, str]]:
-        """`keep_length` is false when the body is sent as bytes: aiohttp sets their length."""
+        """`client_headers` as ASGI gives them (lower-case names). `keep_length` is false when
+        the body is sent as bytes: aiohttp sets their length."""
+        dropped = _REQUEST_DROPPED if keep_length else _REQUEST_DROPPED_WITH_LENGTH
         out: list[tuple[str, str]] = []
         beta: list[str] = []
-        for raw_name, raw_value in client_headers:
-            name = raw_name.lower()
-            if name in _REQUEST_DROPPED or (name == b"content-length" and not keep_length):
+        for name, value in client_headers:
+            if name in dropped:
                 if name == b"openai-beta":
-                    beta.append(raw_value.decode("latin-1"))
+                    beta.append(value.decode("latin-1"))
                 continue
-            out.append((raw_name.decode("latin-1"), raw_value.decode("latin-1")))
+            out.append((name.decode("latin-1"), value.decode("latin-1")))
         out.extend(self._fixed)
         if beta or self._beta:
             out.append(("OpenAI-Beta", merge_beta(self._beta, beta)))

@@ -103,7 +103,7 @@ def created_id(
     if object_id is None or not scope.creates:
         return None
     if operation.operation_id in STORED_WHEN_ASKED and not (
-        isinstance(body, bytes) and _STORE_TRUE.search(body)
+        isinstance(body, bytes) and b'"store"' in body and _STORE_TRUE.search(body)
     ):
         return None
     if scope.id_segment is None and operation.path == scope.collection:

@@ -138,9 +138,8 @@ class KeyStore:
         secret_hash = digest(secret)
         cached = self._cache.get(secret_hash)
         if cached is not None and cached[0] > time.monotonic():
-            record = cached[1]
-        else:
-            record = await self._fetch(secret_hash)
+            return cached[1]
+        record = await self._fetch(secret_hash)
         if record is None or not record.usable(datetime.now(UTC)):
             return None
         return record
@@ -167,12 +166,21 @@ class KeyStore:
         return record
 
     def _remember(self, secret_hash: str, record: KeyRecord | None) -> None:
+        """A usable record is kept until the TTL or its expiry, whichever comes first, so a
+        cache hit needs no clock but the monotonic one."""
         now = time.monotonic()
         if len(self._cache) >= self._max_entries:
             self._cache = {h: entry for h, entry in self._cache.items() if entry[0] > now}
             if len(self._cache) >= self._max_entries:
                 self._cache.clear()
-        self._cache[secret_hash] = (now + self._ttl, record)
+        deadline = now + self._ttl
+        if record is not None:
+            wall = datetime.now(UTC)
+            if not record.usable(wall):
+                record = None
+            elif record.expires_at is not None:
+                deadline = min(deadline, now + (record.expires_at - wall).total_seconds())
+        self._cache[secret_hash] = (deadline, record)
 
     def _forget(self, record_id: str) -> None:
         stale = [h for h, (_, rec) in self._cache.items() if rec and rec.id == record_id]
