@@ -227,13 +227,13 @@ def test_an_oversized_final_event_still_gives_its_usage() -> None:
 
 def test_delta_events_cost_no_json_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: list[bytes] = []
-    real = json.loads
+    real = taps_module.loads
 
-    def counting(data: Any) -> Any:
+    def counting(data: bytes) -> Any:
         parsed.append(data)
         return real(data)
 
-    monkeypatch.setattr(json, "loads", counting)
+    monkeypatch.setattr(taps_module, "loads", counting)
     tap = Tap.for_response("text/event-stream", None)
     run(tap, sse(*chat_chunks(True), "[DONE]") + sse(*chat_chunks(False)))
     # The first event (for model and id) and the usage chunk, nothing else.

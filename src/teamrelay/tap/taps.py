@@ -9,7 +9,7 @@ stream the client abandons still has what passed.
 from __future__ import annotations
 
 import contextlib
-import json
+from functools import lru_cache
 from typing import Any
 
 from teamrelay.tap.sse import MAX_EVENT_BYTES, EventSplitter, Piece, parse_event
@@ -17,6 +17,7 @@ from teamrelay.tap.streamopts import drop_usage_null, is_usage_chunk
 from teamrelay.tap.usage import (
     Usage,
     id_in_head,
+    loads,
     model_in_head,
     subject,
     usage_from,
@@ -55,12 +56,10 @@ class Tap:
         """
         if content_encoding and content_encoding.strip().lower() != "identity":
             return Tap()
-        media = (content_type or "").partition(";")[0].strip().lower()
-        if media == "text/event-stream":
+        kind = _kind(content_type)
+        if kind is SseTap:
             return SseTap(strip_usage)
-        if media == "application/json" or media.endswith("+json"):
-            return JsonTap()
-        return Tap()
+        return kind()
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes to send on for `chunk`: the same object unless something is removed."""
@@ -81,6 +80,16 @@ class Tap:
         usage = usage_from(about.get("usage"))
         if usage is not None:
             self.usage = usage
+
+
+@lru_cache(maxsize=64)
+def _kind(content_type: str | None) -> type[Tap]:
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if media == "text/event-stream":
+        return SseTap
+    if media == "application/json" or media.endswith("+json"):
+        return JsonTap
+    return Tap
 
 
 class JsonTap(Tap):
@@ -118,7 +127,7 @@ class JsonTap(Tap):
             self._parts = []
             if body:
                 with contextlib.suppress(ValueError, RecursionError):
-                    self._absorb(json.loads(body))
+                    self._absorb(loads(body))
         elif self._head:
             self.object_id = id_in_head(self._head)
             self.model = model_in_head(self._head)
@@ -179,7 +188,7 @@ class SseTap(Tap):
             return None
         self._seen_first = True
         try:
-            obj = json.loads(event.data)
+            obj = loads(event.data)
         except (ValueError, RecursionError):
             return None
         self._absorb(obj)
