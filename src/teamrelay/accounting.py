@@ -23,6 +23,7 @@ from teamrelay.ledger.recorder import LedgerEntry
 from teamrelay.tap.usage import usage_from
 
 Observer = Callable[[LedgerEntry], None]
+_NO_USAGE = (None, None, None, None)
 
 
 @dataclass(slots=True)
@@ -42,12 +43,16 @@ class Ticket:
         return cls(method, path, request_id, time.perf_counter())
 
 
+_NO_EXCHANGE = Exchange()  # read only: a request refused before it went upstream
+
+
 def entry_of(ticket: Ticket) -> LedgerEntry:
-    exchange = ticket.exchange or Exchange()
+    exchange = ticket.exchange or _NO_EXCHANGE
     tap = exchange.tap
-    usage = tap.usage if tap is not None else None
+    usage = model = None
+    if tap is not None:
+        usage, model = tap.usage, tap.model
     body = ticket.body
-    model = tap.model if tap is not None else None
     if model is None and isinstance(body, bytes):
         model = model_from_json(body)
     status, error_type = exchange.status, exchange.error_type
@@ -57,26 +62,29 @@ def entry_of(ticket: Ticket) -> LedgerEntry:
         status, error_type = 499, error_type or "client_disconnected"
     elif status >= 400 and error_type is None:
         error_type = f"upstream_{status}"
+    key = ticket.key
+    ttfb = exchange.ttfb
+    input_tokens, output_tokens, cached_tokens, reasoning_tokens = usage or _NO_USAGE
     return LedgerEntry(
         ts=datetime.now(UTC),
         relay_request_id=ticket.request_id.decode(),
-        key_id=ticket.key.id if ticket.key else None,
-        key_name=ticket.key.name if ticket.key else None,
+        key_id=key.id if key else None,
+        key_name=key.name if key else None,
         method=ticket.method,
         operation=ticket.operation,
         path=ticket.path[:1000],
         model=model,
         status=status,
         duration_ms=(time.perf_counter() - ticket.started) * 1000,
-        ttfb_ms=exchange.ttfb * 1000 if exchange.ttfb is not None else None,
+        ttfb_ms=ttfb * 1000 if ttfb is not None else None,
         bytes_in=_bytes_in(body),
         bytes_out=exchange.bytes_out,
         streamed=exchange.streamed,
         aborted=exchange.aborted,
-        input_tokens=usage.input_tokens if usage else None,
-        output_tokens=usage.output_tokens if usage else None,
-        cached_tokens=usage.cached_tokens if usage else None,
-        reasoning_tokens=usage.reasoning_tokens if usage else None,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached_tokens,
+        reasoning_tokens=reasoning_tokens,
         upstream_request_id=exchange.upstream_request_id,
         error_type=error_type,
     )

@@ -73,8 +73,7 @@ class LedgerEntry:
 _FIELDS = tuple(f.name for f in fields(LedgerEntry))
 _COLUMNS = (*_FIELDS, "cost_usd")
 Row = tuple[Any, ...]
-_TS = _FIELDS.index("ts")
-_values = attrgetter(*_FIELDS)
+_AFTER_TS = attrgetter(*_FIELDS[1:])  # `ts` is the first field, written as a stamp
 
 
 class Recorder:
@@ -205,14 +204,15 @@ class Recorder:
         await connection.exec_driver_sql(self._insert, batch)
 
     def _row(self, entry: LedgerEntry) -> Row:
-        row: list[Any] = list(_values(entry))
-        ts = entry.ts.astimezone(UTC)
+        ts = entry.ts
+        if ts.tzinfo is not UTC:
+            ts = ts.astimezone(UTC)
         # SQLite keeps the text form SQLAlchemy's DateTime reads back; others take the object.
-        row[_TS] = ts.replace(tzinfo=None).isoformat(" ", "microseconds") if self._sqlite else ts
+        stamp = ts.replace(tzinfo=None).isoformat(" ", "microseconds") if self._sqlite else ts
         cost = self._prices.cost(
             entry.model, entry.input_tokens, entry.output_tokens, entry.cached_tokens
         )
-        return (*row, cost)
+        return (stamp, *_AFTER_TS(entry), cost)
 
     async def _write_singly(self, batch: list[Row]) -> None:
         """After a refused batch: keep every row the database accepts, lose only the bad ones."""

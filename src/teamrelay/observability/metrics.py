@@ -71,19 +71,22 @@ class Metrics:
     def record(self, entries: Sequence[LedgerEntry]) -> None:
         """Counters are summed over the batch first, so a label set costs one `inc` per batch
         rather than one per request; histograms still observe every request."""
-        child = self._child
         requests: dict[tuple[str, int, str], int] = {}
         tokens: dict[tuple[str | None, str], list[int]] = {}
+        timings: dict[str, tuple[Callable[[float], None], Callable[[float], None]]] = {}
         for entry in entries:
             operation = entry.operation or "none"
             key = entry.key_name or "none"
             label = (operation, entry.status, key)
             requests[label] = requests.get(label, 0) + 1
-            child(DURATION, operation).observe(entry.duration_ms / 1000)
+            observe = timings.get(operation)
+            if observe is None:
+                observe = timings[operation] = self._observers(operation)
+            observe[0](entry.duration_ms / 1000)
             if entry.ttfb_ms is not None:
-                child(TTFB, operation).observe(entry.ttfb_ms / 1000)
+                observe[1](entry.ttfb_ms / 1000)
             if entry.error_type in _UPSTREAM_ERRORS:
-                child(UPSTREAM_ERRORS, _UPSTREAM_ERRORS[entry.error_type]).inc()
+                self._child(UPSTREAM_ERRORS, _UPSTREAM_ERRORS[entry.error_type]).inc()
             if entry.input_tokens is not None or entry.output_tokens is not None:
                 sums = tokens.get((entry.model, key))
                 if sums is None:
@@ -96,9 +99,12 @@ class Metrics:
                 sums[3] += entry.reasoning_tokens or 0
                 sums[4] += min(cached, used_in)  # what the price table counts as cached
         for (operation, status, key), count in requests.items():
-            child(REQUESTS, operation, str(status), key).inc(count)
+            self._child(REQUESTS, operation, str(status), key).inc(count)
         for (model, key), sums in tokens.items():
             self._tokens(model, key, sums)
+
+    def _observers(self, operation: str) -> tuple[Callable[[float], None], Callable[[float], None]]:
+        return self._child(DURATION, operation).observe, self._child(TTFB, operation).observe
 
     def _tokens(self, model: str | None, key: str, sums: list[int]) -> None:
         label = model or "none"
