@@ -37,7 +37,8 @@ def local_app(relay: Relay) -> FastAPI:
     """The framework side: routes whose schemas earn FastAPI's cost."""
     app = FastAPI(title="teamrelay", version=__version__, docs_url=None, redoc_url=None)
     app.include_router(public_router(relay.settings))
-    app.include_router(metrics_router(relay))
+    if relay.settings.metrics_enabled:
+        app.include_router(metrics_router(relay))
     app.include_router(admin_router(relay.keys, relay.engine))
     app.include_router(dashboard_router(relay.keys, relay.engine, session_key(relay.settings)))
     app.include_router(actions_router(relay))

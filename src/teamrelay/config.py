@@ -66,7 +66,9 @@ class Settings(BaseSettings):
     ledger_enabled: bool = Field(True, validation_alias="RELAY_LEDGER_ENABLED")
     prices_file: Path | None = Field(None, validation_alias="RELAY_PRICES_FILE")
 
+    metrics_enabled: bool = Field(True, validation_alias="RELAY_METRICS_ENABLED")
     metrics_token: SecretStr | None = Field(None, validation_alias="RELAY_METRICS_TOKEN")
+    request_log_enabled: bool = Field(True, validation_alias="RELAY_REQUEST_LOG_ENABLED")
     log_format: Literal["text", "json"] = Field("text", validation_alias="LOG_FORMAT")
 
     drain_seconds: int = Field(30, ge=0, validation_alias="RELAY_DRAIN_SECONDS")

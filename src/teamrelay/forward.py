@@ -42,7 +42,8 @@ class Call:
 
     `rewrite`, for the few answers the relay must change (a filtered model list), gets a
     successful answer's whole body. `strip_usage` says the relay added `include_usage` to a
-    chat stream, so the tap removes what that added on the way back.
+    chat stream, so the tap removes what that added on the way back. `reads` is false when
+    nothing will look at what a tap learns, and the answer then passes unread.
     """
 
     method: str
@@ -52,6 +53,7 @@ class Call:
     request_id: bytes
     rewrite: Callable[[bytes], bytes] | None = None
     strip_usage: bool = False
+    reads: bool = True
 
 
 @dataclass(slots=True)
@@ -145,8 +147,12 @@ async def _answer(
     exchange.status = response.status
     headers = response.headers
     exchange.upstream_request_id = headers.get("x-request-id")
-    tap = Tap.for_response(
-        headers.get("content-type"), headers.get("content-encoding"), call.strip_usage
+    tap = (
+        Tap.for_response(
+            headers.get("content-type"), headers.get("content-encoding"), call.strip_usage
+        )
+        if call.reads
+        else Tap()
     )
     exchange.tap = tap
     request_id = call.request_id

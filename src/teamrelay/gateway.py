@@ -31,7 +31,7 @@ from teamrelay.ledger.recorder import LedgerEntry, Recorder
 from teamrelay.limits import Admitted, Budgets, Clock, Limits, RateLimits, system_clock
 from teamrelay.oauth.store import ACCESS_PREFIX
 from teamrelay.oauth.tokens import OAuthTokens
-from teamrelay.observability.feed import Feed
+from teamrelay.observability.feed import Feed, Sink
 from teamrelay.observability.logs import write_request_lines
 from teamrelay.observability.metrics import Metrics
 from teamrelay.routing import Router
@@ -107,11 +107,17 @@ class Relay:
             Owners(self.engine), self.router.catalog, per_key=settings.isolation == "per_key"
         )
         self.metrics = Metrics(prices, lambda: self.recorder.queue_depth)
-        self.feed = Feed([self.metrics.record, write_request_lines])
-        self.observers: list[Observer] = [self.feed]
-        self.reads_usage = settings.ledger_enabled
+        sinks: list[Sink] = []
+        if settings.metrics_enabled:
+            sinks.append(self.metrics.record)
+        if settings.request_log_enabled:
+            sinks.append(write_request_lines)
+        self.feed = Feed(sinks)
+        self.observers: list[Observer] = [self.feed] if sinks else []
         if settings.ledger_enabled:
             self.observers.append(self.recorder.record)
+        # With nothing recording usage, answers are read only where isolation needs their id.
+        self.reads_usage = bool(self.observers)
         self.startup: list[Callable[[], Awaitable[None]]] = [
             self._migrate,
             self.keys.start,
@@ -177,6 +183,12 @@ class Relay:
                 if operation.operation_id in DERIVED_FROM:
                     call.rewrite = await self.isolation.learner(key, operation, path, confined)
                     call.headers = [h for h in call.headers if h[0].lower() != "accept-encoding"]
+            if not (
+                self.reads_usage
+                or admitted is not None
+                or self.isolation.records(operation, ticket.body)
+            ):
+                call.reads = False
             ticket.exchange = await forward(self.upstream, call, receive, send)
         except RelayError as error:
             ticket.refusal = error

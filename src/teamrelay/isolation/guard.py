@@ -23,7 +23,13 @@ from teamrelay.catalog import Catalog, Operation
 from teamrelay.errors import RelayError
 from teamrelay.forward import Call, Exchange
 from teamrelay.isolation.listing import list_owned
-from teamrelay.isolation.owned import DERIVED_FROM, OwnedOperations, created_id, derived_ids
+from teamrelay.isolation.owned import (
+    DERIVED_FROM,
+    OwnedOperations,
+    created_id,
+    derived_ids,
+    may_create,
+)
 from teamrelay.isolation.owners import Owners
 from teamrelay.isolation.references import referenced_ids
 from teamrelay.keys.store import KeyRecord
@@ -71,6 +77,11 @@ class Isolation:
                     owner = owners.get(object_id) or await self.owners.owner_of(object_id)
                     if owner != key_id:
                         raise _not_found_anywhere(object_id)
+
+    def records(self, operation: Operation, body: bytes | RequestBody | None) -> bool:
+        """Whether a successful answer to this request may create an object to remember."""
+        scope = self.owned.get(operation)
+        return scope is not None and may_create(operation, scope, body)
 
     def lists(self, operation: Operation) -> bool:
         scope = self.owned.get(operation)

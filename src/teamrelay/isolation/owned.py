@@ -96,15 +96,20 @@ def _scope(op: Operation, collections: set[str], families: set[str]) -> Scope | 
     return None
 
 
+def may_create(operation: Operation, scope: Scope, body: object) -> bool:
+    """Whether a successful answer to this request may be an object the relay must record."""
+    if not scope.creates:
+        return False
+    return operation.operation_id not in STORED_WHEN_ASKED or (
+        isinstance(body, bytes) and b'"store"' in body and _STORE_TRUE.search(body) is not None
+    )
+
+
 def created_id(
     operation: Operation, scope: Scope, path: str, object_id: str | None, body: object
 ) -> str | None:
     """The id of an object this successful call created, or None."""
-    if object_id is None or not scope.creates:
-        return None
-    if operation.operation_id in STORED_WHEN_ASKED and not (
-        isinstance(body, bytes) and b'"store"' in body and _STORE_TRUE.search(body)
-    ):
+    if object_id is None or not may_create(operation, scope, body):
         return None
     if scope.id_segment is None and operation.path == scope.collection:
         return object_id
