@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from teamrelay.body import RequestBody
 from teamrelay.catalog import Operation, model_from_json
@@ -16,8 +16,9 @@ DEFAULT_OUTPUT_TOKENS: Final = 1024
 _BYTES_PER_TOKEN: Final = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+class Estimate(NamedTuple):
+    """A tuple: one is made for every request of a key with limits."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     usd: float = 0.0

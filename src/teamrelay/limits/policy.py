@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 Span = Literal["day", "month"]
@@ -62,19 +62,19 @@ class Cap:
 
 @dataclass(frozen=True, slots=True)
 class KeyLimits:
+    """Parsed once per key record; `priced` (admission needs a cost estimate in dollars) and
+    `rated` are worked out here rather than on every request."""
+
     rpm: int | None = None
     tpm: int | None = None
     caps: tuple[Cap, ...] = ()
     isolation: str | None = None
+    priced: bool = field(init=False)
+    rated: bool = field(init=False)
 
-    @property
-    def priced(self) -> bool:
-        """Whether admission needs a cost estimate in dollars."""
-        return any(cap.unit == "usd" for cap in self.caps)
-
-    @property
-    def rated(self) -> bool:
-        return self.rpm is not None or self.tpm is not None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "priced", any(cap.unit == "usd" for cap in self.caps))
+        object.__setattr__(self, "rated", self.rpm is not None or self.tpm is not None)
 
 
 NO_LIMITS: Final = KeyLimits()

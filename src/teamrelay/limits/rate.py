@@ -67,6 +67,8 @@ def _refusal(what: str, limit: int, remaining: int, reset_at: float, extra: str)
     )
 
 
+
+
 async def _done(value: T | Awaitable[T]) -> T:
     """The same `limits` calls serve both backends: in memory they answer at once (the
     synchronous API: no lock round trips), with Redis they are awaited (the asyncio API)."""
@@ -84,6 +86,8 @@ class RateLimits:
         else:
             self.storage = storage.MemoryStorage()
             kinds = strategies
+        # The two hits of every admission skip `_done`: whether to await is known here.
+        self._in_memory = not redis_url
         self._requests = kinds.MovingWindowRateLimiter(self.storage)
         self._many_requests = kinds.SlidingWindowCounterRateLimiter(self.storage)
         self._tokens = kinds.FixedWindowRateLimiter(self.storage)
@@ -108,7 +112,8 @@ class RateLimits:
         if tpm is not None:
             item = self._item("tokens", tpm)
             cost = min(tokens, tpm)  # a request larger than the limit still gets through alone
-            if not await _done(self._tokens.hit(item, "tokens", key_id, cost=cost)):
+            hit = self._tokens.hit(item, "tokens", key_id, cost=cost)
+            if not (hit if self._in_memory else await hit):
                 await self._give_back(item, key_id, cost)
                 stats = await _done(self._tokens.get_window_stats(item, "tokens", key_id))
                 raise _refusal("tokens", tpm, stats.remaining, stats.reset_time, "")
@@ -116,7 +121,8 @@ class RateLimits:
         if rpm is not None:
             item = self._item("requests", rpm)
             limiter = self._requests if rpm <= MOVING_WINDOW_MAX else self._many_requests
-            if not await _done(limiter.hit(item, "requests", key_id)):
+            hit = limiter.hit(item, "requests", key_id)
+            if not (hit if self._in_memory else await hit):
                 if charge is not None:
                     await self._give_back(charge.item, key_id, charge.charged)
                 stats = await _done(limiter.get_window_stats(item, "requests", key_id))
