@@ -131,6 +131,60 @@ async def test_expired_keys_are_refused_even_from_the_cache(engine: AsyncEngine)
     assert await store.lookup(soon) is None
 
 
+async def test_a_cached_key_is_refused_once_it_expires_before_the_cache_ttl(
+    engine: AsyncEngine,
+) -> None:
+    store = KeyStore(engine, cache_ttl=4.0)
+    expires = datetime.now(UTC) + timedelta(seconds=1)
+    _, secret = await store.create("brief", scopes={"api"}, expires_at=expires)
+    assert await store.lookup(secret) is not None
+    cached_at = time.monotonic()
+    with queries(engine) as seen:
+        assert await store.lookup(secret) is not None
+    assert seen == []
+    await asyncio.sleep((expires - datetime.now(UTC)).total_seconds() + 0.05)
+    assert await store.lookup(secret) is None
+    assert await store.lookup(secret) is None
+    assert time.monotonic() - cached_at < 4.0
+
+
+async def test_a_cache_hit_reads_no_wall_clock(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = KeyStore(engine, cache_ttl=4.0)
+    _, forever = await store.create("forever", scopes={"api"})
+    _, dated = await store.create(
+        "dated", scopes={"api"}, expires_at=datetime.now(UTC) + timedelta(days=1)
+    )
+    assert await store.lookup(forever) is not None
+    assert await store.lookup(dated) is not None
+
+    class NoWallClock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> NoWallClock:
+            raise AssertionError("a cache hit read the wall clock")
+
+    monkeypatch.setattr("teamrelay.keys.store.datetime", NoWallClock)
+    for _ in range(10):
+        assert await store.lookup(forever) is not None
+        assert await store.lookup(dated) is not None
+
+
+async def test_a_revoked_key_stays_refused_from_the_cache(engine: AsyncEngine) -> None:
+    store = KeyStore(engine, cache_ttl=4.0)
+    record, secret = await store.create("alice", scopes={"api"})
+    assert await store.lookup(secret) is not None
+    await store.revoke(record.id)
+    fresh = KeyStore(engine, cache_ttl=4.0)
+    for _ in range(3):
+        assert await store.lookup(secret) is None
+        assert await fresh.lookup(secret) is None
+    with queries(engine) as seen:
+        assert await store.lookup(secret) is None
+        assert await fresh.lookup(secret) is None
+    assert seen == []
+
+
 async def test_a_cache_hit_or_a_known_bad_key_needs_no_query(engine: AsyncEngine) -> None:
     store = KeyStore(engine)
     _, secret = await store.create("alice", scopes={"api"})

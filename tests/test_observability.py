@@ -2,20 +2,69 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import httpx2
 import openai
 import pytest
+from sqlalchemy import text
 
 from fakeupstream import FakeUpstream, chat_prompt, input_tokens, reply_words
 from servers import RELAY_KEY, UPSTREAM_KEY, RunningRelay, relay_in_thread
-from teamrelay.observability.logs import JsonFormatter
+from teamrelay.ledger.db import create_engine
+from teamrelay.ledger.recorder import LedgerEntry
+from teamrelay.observability.logs import JsonFormatter, write_request_lines
 
 PROMPT = "one two three four five"
+MESSAGES: Any = [{"role": "user", "content": PROMPT}]
+
+
+def entry(**changes: Any) -> LedgerEntry:
+    base = LedgerEntry(
+        ts=datetime(2026, 12, 1, 12, 30, 15, 250_000, tzinfo=UTC),
+        relay_request_id="req_relay_1",
+        key_id="k1",
+        key_name="alice",
+        method="POST",
+        operation="createChatCompletion",
+        path="/v1/chat/completions",
+        model="gpt-4.1",
+        status=200,
+        duration_ms=20.04,
+        ttfb_ms=12.34,
+        bytes_in=100,
+        bytes_out=1_000,
+        streamed=False,
+        aborted=False,
+        input_tokens=12,
+        output_tokens=30,
+        cached_tokens=None,
+        reasoning_tokens=None,
+        upstream_request_id="req_up_1",
+        error_type=None,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def ledger_rows(url: str) -> list[dict[str, Any]]:
+    async def read() -> list[dict[str, Any]]:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as connection:
+                result = await connection.execute(text("SELECT * FROM ledger"))
+                return [dict(row._mapping) for row in result]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -96,3 +145,120 @@ def test_every_log_line_is_json_and_holds_no_key(
     statuses = sorted(r["request"]["status"] for r in requests[-6:])
     assert statuses == [200, 200, 200, 401, 404, 500]
     assert all(r["request"]["relay_request_id"].startswith("req_relay_") for r in requests[-6:])
+
+
+def test_request_lines_show_ttfb_rounded_or_a_dash(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="teamrelay.requests")
+    write_request_lines(
+        [
+            entry(),
+            entry(
+                relay_request_id="req_relay_2",
+                key_name=None,
+                method="GET",
+                operation="retrieveFile",
+                path="/v1/files/file-nope",
+                status=404,
+                duration_ms=3.0,
+                ttfb_ms=None,
+                input_tokens=None,
+                output_tokens=None,
+            ),
+        ]
+    )
+    [record] = [r for r in caplog.records if r.name == "teamrelay.requests"]
+    assert record.getMessage().split("\n") == [
+        "req_relay_1 alice POST /v1/chat/completions createChatCompletion -> 200 20.0ms "
+        "ttfb=12.3ms tokens=12/30",
+        "req_relay_2 None GET /v1/files/file-nope retrieveFile -> 404 3.0ms "
+        "ttfb=- tokens=None/None",
+    ]
+
+
+def test_the_json_formatter_gives_one_line_per_request_with_its_ledger_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="teamrelay.requests")
+    entries = [entry(), entry(relay_request_id="req_relay_2", ttfb_ms=None, status=500)]
+    write_request_lines(entries)
+    [record] = [r for r in caplog.records if r.name == "teamrelay.requests"]
+    lines = JsonFormatter().format(record).split("\n")
+    assert len(lines) == 2
+    for line, text_line, one in zip(lines, record.getMessage().split("\n"), entries, strict=True):
+        parsed = json.loads(line)
+        assert parsed["level"] == "info"
+        assert parsed["logger"] == "teamrelay.requests"
+        assert parsed["message"] == text_line
+        request = parsed["request"]
+        assert request == {
+            **{field.name: getattr(one, field.name) for field in dataclasses.fields(one)},
+            "ts": one.ts.isoformat(),
+        }
+    assert json.loads(lines[0])["request"]["ts"] == "2026-12-01T12:30:15.250000+00:00"
+    assert json.loads(lines[1])["request"]["ttfb_ms"] is None
+
+
+def test_a_key_name_with_a_newline_keeps_its_json_request_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="teamrelay.requests")
+    write_request_lines([entry(key_name="ops\nteam"), entry(relay_request_id="req_relay_2")])
+    [record] = [r for r in caplog.records if r.name == "teamrelay.requests"]
+    lines = JsonFormatter().format(record).split("\n")
+    assert [json.loads(line)["request"]["key_name"] for line in lines] == ["ops\nteam", "alice"]
+
+
+def test_with_metrics_off_the_route_is_an_openai_404_and_the_ledger_still_records(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/relay.db"
+    with (
+        relay_in_thread(
+            upstream.base_url, RELAY_DATABASE_URL=url, RELAY_METRICS_ENABLED="false"
+        ) as relay,
+        openai.OpenAI(base_url=relay.base_url, api_key=RELAY_KEY, max_retries=0) as sdk,
+    ):
+        scrape = httpx2.get(relay.url + "/metrics")
+        assert scrape.status_code == 404
+        assert scrape.json() == {
+            "error": {
+                "message": "Unknown route.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        }
+        answer = sdk.chat.completions.create(model="gpt-4.1", messages=MESSAGES)
+        assert answer.choices[0].message.content
+        with pytest.raises(openai.NotFoundError):
+            sdk.files.retrieve("file-nope")
+    rows = sorted(ledger_rows(url), key=lambda row: row["ts"])
+    assert [(row["operation"], row["status"]) for row in rows] == [
+        ("createChatCompletion", 200),
+        ("retrieveFile", 404),
+    ]
+    assert answer.usage is not None
+    assert rows[0]["input_tokens"] == answer.usage.prompt_tokens
+    assert rows[0]["output_tokens"] == answer.usage.completion_tokens
+    assert rows[0]["model"] == answer.model
+
+
+def test_with_request_lines_off_no_request_is_logged(
+    upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with (
+        relay_in_thread(upstream.base_url, RELAY_REQUEST_LOG_ENABLED="false") as relay,
+        openai.OpenAI(base_url=relay.base_url, api_key=RELAY_KEY, max_retries=0) as sdk,
+    ):
+        before = httpx2.get(relay.url + "/metrics").text
+        sdk.chat.completions.create(model="gpt-4.1", messages=MESSAGES)
+        list(sdk.chat.completions.create(model="gpt-4.1", messages=MESSAGES, stream=True))
+        with pytest.raises(openai.NotFoundError):
+            sdk.files.retrieve("file-nope")
+        after = httpx2.get(relay.url + "/metrics").text
+    chat = {"operation": "createChatCompletion", "status": "200"}
+    requests = "teamrelay_requests_total"
+    assert _metric(after, requests, **chat) - _metric(before, requests, **chat) == 2
+    assert logging.getLogger("teamrelay.requests").isEnabledFor(logging.INFO)
+    assert [r for r in caplog.records if r.name == "teamrelay.requests"] == []

@@ -111,6 +111,23 @@ def test_a_json_feed_returns_the_same_bytes_object() -> None:
     assert tap.usage == Usage(12, 30, 8, 16)
 
 
+@pytest.mark.parametrize(
+    "beyond_strict_json",
+    [b'"seed": 123456789012345678901234567890', b'"temperature": NaN', b'"bias": -Infinity'],
+)
+def test_json_answers_with_nan_or_huge_numbers_still_give_usage_model_and_id(
+    beyond_strict_json: bytes,
+) -> None:
+    raw = json.dumps(CHAT_COMPLETION).encode()[:-1] + b", " + beyond_strict_json + b"}"
+    tap = Tap.for_response("application/json", None)
+    assert run(tap, raw, size=17) == raw
+    assert (tap.usage, tap.model, tap.object_id) == (
+        Usage(12, 30, 8, 16),
+        "gpt-5-2025-08-07",
+        "chatcmpl-abc",
+    )
+
+
 def test_a_broken_or_empty_json_body_gives_no_usage() -> None:
     for body in (b"", b'{"usage": {"prompt_tokens": 1', b"<html>"):
         tap = Tap.for_response("application/json", None)
@@ -185,6 +202,15 @@ def test_a_chat_stream_without_usage_gives_model_and_id_only() -> None:
     tap = Tap.for_response("text/event-stream", None)
     run(tap, sse(*chat_chunks(False), "[DONE]"))
     assert (tap.usage, tap.model, tap.object_id) == (None, "gpt-5", "chatcmpl-9")
+
+
+def test_a_stream_event_with_nan_still_gives_its_usage() -> None:
+    *deltas, last = chat_chunks(True)
+    usage_chunk = json.dumps(last).encode()[:-1] + b', "temperature": NaN}'
+    stream = sse(*deltas) + b"data: " + usage_chunk + b"\n\n" + sse("[DONE]")
+    tap = Tap.for_response("text/event-stream", None)
+    assert run(tap, stream, size=50) == stream
+    assert (tap.usage, tap.model, tap.object_id) == (Usage(12, 30, 8, 16), "gpt-5", "chatcmpl-9")
 
 
 def responses_stream(final: str) -> bytes:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
@@ -206,3 +207,38 @@ def test_shared_isolation_lets_every_key_see_every_object(
         notes = team.alice.files.create(file=("a.txt", b"shared\n"), purpose="assistants")
         assert team.bob.files.retrieve(notes.id).id == notes.id
         assert notes.id in {f.id for f in team.bob.files.list()}
+
+
+def test_with_ledger_metrics_and_request_lines_off_answers_pass_and_files_stay_private(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    quiet = {
+        "RELAY_LEDGER_ENABLED": "false",
+        "RELAY_METRICS_ENABLED": "false",
+        "RELAY_REQUEST_LOG_ENABLED": "false",
+    }
+    with team_relay(upstream, tmp_path, **quiet) as team:
+        messages: Any = [{"role": "user", "content": "hello there"}]
+        answer = team.alice.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        assert answer.choices[0].message.content
+        assert answer.usage is not None
+        streamed = team.alice.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+        notes = team.alice.files.create(file=("a.txt", b"Alice's notes\n"), purpose="assistants")
+        reply = team.alice.responses.create(model="gpt-4o-mini", input="hello", stream=True)
+        [created] = [e.response.id for e in reply if e.type == "response.created"]
+        assert team.alice.files.retrieve(notes.id).id == notes.id
+        assert notes.id in {f.id for f in team.alice.files.list()}
+        assert team.alice.responses.retrieve(created).id == created
+        refused_without_reaching_upstream(
+            upstream,
+            [
+                lambda: team.bob.files.retrieve(notes.id),
+                lambda: team.bob.files.content(notes.id),
+                lambda: team.bob.responses.retrieve(created),
+            ],
+        )
+        assert notes.id not in {f.id for f in team.bob.files.list()}
+        assert httpx2.get(team.relay.url + "/metrics").status_code == 404

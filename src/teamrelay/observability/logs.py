@@ -50,10 +50,8 @@ class JsonFormatter(logging.Formatter):
         entries: Sequence[LedgerEntry] | None = getattr(record, "requests", None)
         if entries is None:
             return self._line(record, record.getMessage(), None)
-        texts = record.getMessage().split("\n")
         return "\n".join(
-            self._line(record, text, request_fields(entry))
-            for text, entry in zip(texts, entries, strict=True)
+            self._line(record, request_text(entry), request_fields(entry)) for entry in entries
         )
 
     def _line(self, record: logging.LogRecord, message: str, request: object) -> str:
@@ -113,11 +111,11 @@ def write_request_lines(entries: Sequence[LedgerEntry]) -> None:
     JSON formatter (from the entries it is handed)."""
     if not log.isEnabledFor(logging.INFO):
         return
-    text = "\n".join([_TEXT % _text_values(entry) for entry in entries])
+    text = "\n".join([request_text(entry) for entry in entries])
     log.info("%s", text, extra={"requests": entries})
 
 
-def _text_values(entry: LedgerEntry) -> tuple[Any, ...]:
+def request_text(entry: LedgerEntry) -> str:
     values = _TEXT_FIELDS(entry)
     ttfb = values[7]
-    return (*values[:7], "-" if ttfb is None else f"{ttfb:.1f}ms", *values[8:])
+    return _TEXT % (*values[:7], "-" if ttfb is None else f"{ttfb:.1f}ms", *values[8:])
