@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,11 +19,21 @@ from types import FrameType
 from bench import client, nginx, payloads, wrk
 from bench.memory import PeakRss
 from bench.processes import Child, free_port, running, wait_http, wait_tcp
-from bench.report import TARGETS, Results, checks, percentile, table
+from bench.report import RELAY_TARGETS, TARGETS, Results, checks, notes, percentile, table
 
 MEASUREMENTS = ("rps", "latency", "sse", "upload")
 REPO = Path(__file__).resolve().parent.parent
 RELAY_CMD = ".venv/bin/teamrelay serve --host 127.0.0.1 --port {port} --workers {workers}"
+# The pass-through core: what issue 2 asks of the relay, without the ledger, metrics and
+# request log lines that later issues add (each has its own switch).
+CORE_ENV = (
+    "RELAY_LEDGER_ENABLED=false",
+    "RELAY_METRICS_ENABLED=false",
+    "RELAY_REQUEST_LOG_ENABLED=false",
+)
+# A member's key (no admin scope, so per-key isolation applies) with rate limits high enough
+# never to refuse: above 10,000 rpm the limiter is the sliding-window counter.
+LIMITED_KEY_ARGS = ("--scopes", "api", "--rpm", "1000000", "--tpm", "1000000000000")
 
 
 def _csv(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
@@ -51,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--targets",
         type=_csv(TARGETS),
         default=list(TARGETS),
-        help="targets to measure, comma-separated (direct,nginx,relay)",
+        help=f"targets to measure, comma-separated ({','.join(TARGETS)})",
     )
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--duration", type=float, default=10.0, help="seconds of each wrk run")
@@ -108,6 +119,12 @@ def _cpu_plan(no_pin: bool) -> tuple[set[int] | None, set[int] | None]:
     return {cpus[0]}, set(cpus[1:])
 
 
+@dataclasses.dataclass(frozen=True)
+class Target:
+    port: int
+    key: str = payloads.RELAY_KEY
+
+
 def _relay_env(upstream_port: int, tmp: Path, extra: list[str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RELAY_"))}
     env.update(
@@ -137,25 +154,43 @@ def _start_upstream(args: argparse.Namespace, tmp: Path, port: int, cpus: set[in
 
 
 def _start_relay(
-    args: argparse.Namespace, tmp: Path, port: int, upstream_port: int, cpus: set[int] | None
+    args: argparse.Namespace,
+    tmp: Path,
+    port: int,
+    upstream_port: int,
+    cpus: set[int] | None,
+    name: str,
+    extra_env: tuple[str, ...] = (),
 ) -> Child:
     argv = shlex.split(args.relay_cmd.format(port=port, workers=args.relay_workers, repo=REPO))
     if "/" in argv[0] and not os.path.isabs(argv[0]):
         argv[0] = str(REPO / argv[0])  # the relay runs in the temporary directory
+    env = _relay_env(upstream_port, tmp, [*args.relay_env, *extra_env])
+    return Child(name, argv, tmp / f"{name}.log", cpus=cpus, env=env, cwd=tmp)
+
+
+def _limited_key(args: argparse.Namespace, tmp: Path, upstream_port: int) -> str:
+    """Creates the member's key in the relays' database and returns its secret."""
+    cli = Path(sys.executable).parent / "teamrelay"
+    argv = [str(cli), "keys", "create", "--name", "bench-member", *LIMITED_KEY_ARGS]
     env = _relay_env(upstream_port, tmp, args.relay_env)
-    return Child("relay", argv, tmp / "relay.log", cpus=cpus, env=env, cwd=tmp)
+    done = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, text=True, check=False)
+    secret = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if done.returncode != 0 or not secret.startswith("tr-"):
+        raise RuntimeError(f"teamrelay keys create failed: {done.stderr or done.stdout}")
+    return secret
 
 
 def _measure_rps(
     args: argparse.Namespace,
     results: Results,
-    ports: dict[str, int],
+    targets: dict[str, Target],
     tmp: Path,
     cpus: set[int] | None,
 ) -> None:
-    script = wrk.write_script(tmp)
-    for t, port in ports.items():
-        url = f"http://127.0.0.1:{port}{payloads.CHAT_PATH}"
+    for t, target in targets.items():
+        script = wrk.write_script(tmp, target.key)
+        url = f"http://127.0.0.1:{target.port}{payloads.CHAT_PATH}"
         wrk.run(url, script, args.connections, args.warmup, cpus=cpus)
         r = wrk.run(url, script, args.connections, args.duration, cpus=cpus)
         if r.requests == 0 or r.non_2xx:
@@ -168,48 +203,92 @@ def _measure_rps(
         )
 
 
-def _measure_latency(args: argparse.Namespace, results: Results, ports: dict[str, int]) -> None:
-    for t, port in ports.items():
-        samples = client.latencies(port, args.requests)
+def _measure_latency(
+    args: argparse.Namespace, results: Results, targets: dict[str, Target]
+) -> None:
+    for t, target in targets.items():
+        samples = client.latencies(target.port, args.requests, target.key)
         p50, p99 = statistics.median(samples), percentile(samples, 0.99)
         results.p50[t] = min(results.p50.get(t, p50), p50)
         results.p99[t] = min(results.p99.get(t, p99), p99)
         _say(f"latency {t}: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
 
 
-def _measure_sse(args: argparse.Namespace, results: Results, ports: dict[str, int]) -> None:
-    for t, port in ports.items():
-        samples = client.first_events(port, args.sse_requests, args.sse_events + 2)
+def _measure_sse(args: argparse.Namespace, results: Results, targets: dict[str, Target]) -> None:
+    for t, target in targets.items():
+        events = args.sse_events + 2
+        samples = client.first_events(target.port, args.sse_requests, events, target.key)
         median = statistics.median(samples)
         results.ttfe[t] = min(results.ttfe.get(t, median), median)
         _say(f"sse {t}: first event median {median:.3f} ms")
 
 
 def _measure_upload(
-    args: argparse.Namespace, results: Results, ports: dict[str, int], relay: Child | None
+    args: argparse.Namespace,
+    results: Results,
+    targets: dict[str, Target],
+    watched: tuple[str, Child] | None,
 ) -> None:
+    """Every target uploads; the relay process of `watched` has its memory sampled."""
     size = args.upload_mb * 1024 * 1024
-    for t, port in ports.items():
-        if t == "relay" and relay is not None:
+    for t, target in targets.items():
+        if watched is not None and t == watched[0]:
             time.sleep(0.5)  # let the relay settle after the previous load
-            with PeakRss(relay.pid) as rss:
-                up = client.upload(port, size)
+            with PeakRss(watched[1].pid) as rss:
+                up = client.upload(target.port, size, target.key)
+            results.rss_target = t
             results.rss_before_mb = rss.before / 2**20
             results.rss_peak_mb = rss.peak / 2**20
             if rss.kernel_peak is not None:
                 results.rss_kernel_peak_mb = rss.kernel_peak / 2**20
             _say(
-                f"upload relay RSS: {rss.samples} samples, before {results.rss_before_mb:.1f} MB,"
+                f"upload {t} RSS: {rss.samples} samples, before {results.rss_before_mb:.1f} MB,"
                 f" peak {results.rss_peak_mb:.1f} MB, kernel peak {results.rss_kernel_peak_mb} MB"
             )
         else:
-            up = client.upload(port, size)
+            up = client.upload(target.port, size, target.key)
         results.upload_seconds[t] = up.seconds
         results.upload_intact[t] = up.intact
         _say(
             f"upload {t}: {up.sent / 2**20:.0f} MB in {up.seconds:.2f} s, "
             f"upstream got {up.received} bytes, intact={up.intact}"
         )
+
+
+def _start_targets(
+    args: argparse.Namespace,
+    tmp: Path,
+    up_port: int,
+    stack: contextlib.ExitStack,
+    proxy_cpus: set[int] | None,
+) -> tuple[dict[str, Target], dict[str, Child]]:
+    """The targets asked for, in TARGETS order; one relay process serves both of its keys."""
+    wanted = [t for t in TARGETS if t in args.targets]
+    member = None
+    if any(RELAY_TARGETS[t][1] for t in wanted if t in RELAY_TARGETS):
+        member = _limited_key(args, tmp, up_port)
+    processes: dict[str, Child] = {}
+    targets: dict[str, Target] = {}
+    for t in wanted:
+        if t == "direct":
+            targets[t] = Target(up_port)
+            continue
+        if t == "nginx":
+            targets[t] = Target(free_port())
+            stack.enter_context(running(nginx.start(tmp, targets[t].port, up_port, proxy_cpus)))
+            continue
+        process, limited = RELAY_TARGETS[t]
+        if process not in processes:
+            port = free_port()
+            env = CORE_ENV if process == "core" else ()
+            child = _start_relay(args, tmp, port, up_port, proxy_cpus, process, env)
+            stack.enter_context(running(child))
+            wait_http(child, port, "/health")
+            processes[process] = child
+            targets[process] = Target(port)
+        port = targets[process].port
+        targets[t] = Target(port, member) if limited and member else Target(port)
+    return {t: targets[t] for t in wanted}, processes
 
 
 def run(args: argparse.Namespace) -> Results:
@@ -226,35 +305,22 @@ def run(args: argparse.Namespace) -> Results:
         up_port = free_port()
         upstream = stack.enter_context(running(_start_upstream(args, tmp, up_port, client_cpus)))
         wait_tcp(upstream, up_port)
-        ports: dict[str, int] = {}
-        relay: Child | None = None
-        for target in TARGETS:
-            if target not in args.targets:
-                continue
-            if target == "direct":
-                ports[target] = up_port
-            elif target == "nginx":
-                ports[target] = free_port()
-                stack.enter_context(running(nginx.start(tmp, ports[target], up_port, proxy_cpus)))
-            else:
-                ports[target] = free_port()
-                relay = _start_relay(args, tmp, ports[target], up_port, proxy_cpus)
-                stack.enter_context(running(relay))
-                wait_http(relay, ports[target], "/health")
-        _say(f"targets: {', '.join(f'{t}=:{p}' for t, p in ports.items())}")
+        targets, processes = _start_targets(args, tmp, up_port, stack, proxy_cpus)
+        _say(f"targets: {', '.join(f'{t}=:{target.port}' for t, target in targets.items())}")
         for round_ in range(1, args.rounds + 1):
             if args.rounds > 1:
                 _say(f"round {round_}/{args.rounds}")
             if "rps" in args.only:
-                _measure_rps(args, results, ports, tmp, client_cpus)
+                _measure_rps(args, results, targets, tmp, client_cpus)
             if "latency" in args.only:
-                _measure_latency(args, results, ports)
+                _measure_latency(args, results, targets)
             if "sse" in args.only:
-                _measure_sse(args, results, ports)
+                _measure_sse(args, results, targets)
         if "upload" in args.only:
-            _measure_upload(args, results, ports, relay)
-        if relay is not None:
-            relay.check_alive()
+            watched = next(((t, processes[t]) for t in ("relay", "core") if t in processes), None)
+            _measure_upload(args, results, targets, watched)
+        for child in processes.values():
+            child.check_alive()
     return results
 
 
@@ -276,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
     for text, ok in outcome:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    for line in notes(results):
+        print(line)
     if args.json:
         doc = dataclasses.asdict(results) | {
             "started": started,

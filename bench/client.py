@@ -18,11 +18,13 @@ import httptools
 from bench import payloads
 
 
-def build_request(method: str, path: str, port: int, body: bytes, content_type: str) -> bytes:
+def build_request(
+    method: str, path: str, port: int, body: bytes, content_type: str, key: str
+) -> bytes:
     head = (
         f"{method} {path} HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {payloads.RELAY_KEY}\r\n"
+        f"Authorization: Bearer {key}\r\n"
         f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n"
         "\r\n"
@@ -94,10 +96,10 @@ def _expect(response: Response, what: str) -> None:
         raise RuntimeError(f"{what}: status {response.status}: {body}")
 
 
-def latencies(port: int, count: int, warmup: int = 200) -> list[float]:
+def latencies(port: int, count: int, key: str, warmup: int = 200) -> list[float]:
     """Milliseconds per sequential round trip of the 1 KB chat request on one connection."""
     request = build_request(
-        "POST", payloads.CHAT_PATH, port, payloads.chat_request(), "application/json"
+        "POST", payloads.CHAT_PATH, port, payloads.chat_request(), "application/json", key
     )
     samples: list[float] = []
     with Connection(port) as conn:
@@ -112,11 +114,12 @@ def latencies(port: int, count: int, warmup: int = 200) -> list[float]:
     return samples
 
 
-def first_events(port: int, count: int, expected_events: int, warmup: int = 10) -> list[float]:
+def first_events(
+    port: int, count: int, expected_events: int, key: str, warmup: int = 10
+) -> list[float]:
     """Milliseconds from sending a streamed chat request to receiving its first `data:` event."""
-    request = build_request(
-        "POST", payloads.CHAT_PATH, port, payloads.chat_request(stream=True), "application/json"
-    )
+    body = payloads.chat_request(stream=True)
+    request = build_request("POST", payloads.CHAT_PATH, port, body, "application/json", key)
     samples: list[float] = []
     with Connection(port) as conn:
         for i in range(warmup + count):
@@ -166,7 +169,7 @@ def _multipart(size: int, chunk: bytes) -> tuple[int, Iterator[bytes]]:
     return len(head) + size + len(tail), pieces()
 
 
-def upload(port: int, size: int, timeout: float = 120.0) -> Upload:
+def upload(port: int, size: int, key: str, timeout: float = 120.0) -> Upload:
     """Streams a `size`-byte multipart upload; never more than one 1 MiB chunk in memory."""
     chunk = os.urandom(1 << 20)
     length, pieces = _multipart(size, chunk)
@@ -177,7 +180,7 @@ def upload(port: int, size: int, timeout: float = 120.0) -> Upload:
     head = (
         f"POST {payloads.FILES_PATH} HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {payloads.RELAY_KEY}\r\n"
+        f"Authorization: Bearer {key}\r\n"
         f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
         f"Content-Length: {length}\r\n"
         "\r\n"

@@ -4,6 +4,7 @@ Every target gets the same request (including the relay key: direct and nginx ig
 the only difference between the figures is what sits between wrk and the upstream.
 """
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -34,10 +35,10 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def write_script(tmp: Path) -> Path:
-    path = tmp / "chat.lua"
+def write_script(tmp: Path, key: str) -> Path:
+    path = tmp / f"chat-{hashlib.sha256(key.encode()).hexdigest()[:8]}.lua"
     body = payloads.chat_request().decode()
-    path.write_text(SCRIPT.format(body=body, key=payloads.RELAY_KEY))
+    path.write_text(SCRIPT.format(body=body, key=key))
     return path
 
 
