@@ -67,8 +67,6 @@ def _refusal(what: str, limit: int, remaining: int, reset_at: float, extra: str)
     )
 
 
-
-
 async def _done(value: T | Awaitable[T]) -> T:
     """The same `limits` calls serve both backends: in memory they answer at once (the
     synchronous API: no lock round trips), with Redis they are awaited (the asyncio API)."""
