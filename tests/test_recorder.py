@@ -55,14 +55,17 @@ async def count_rows(engine: AsyncEngine) -> int:
 
 
 @contextmanager
-def inserts_seen(engine: AsyncEngine) -> Iterator[list[bool]]:
-    """Each INSERT statement sent to the database: True when sent as one executemany."""
+def inserts_seen(engine: AsyncEngine, sizes: list[int] | None = None) -> Iterator[list[bool]]:
+    """Each INSERT statement sent to the database: True when sent as one executemany (and
+    its number of rows appended to `sizes`)."""
     seen: list[bool] = []
 
     def before(*args: Any) -> None:
-        statement, executemany = args[2], args[5]
+        statement, parameters, executemany = args[2], args[3], args[5]
         if statement.lstrip().upper().startswith("INSERT INTO LEDGER"):
             seen.append(executemany)
+            if sizes is not None:
+                sizes.append(len(parameters) if executemany else 1)
 
     event.listen(engine.sync_engine, "before_cursor_execute", before)
     try:
@@ -84,6 +87,27 @@ async def test_a_thousand_entries_then_stop_leave_exactly_a_thousand_rows(
     assert recorder.queue_depth == 0
     assert (recorder.written, recorder.dropped, recorder.failed) == (1_000, 0, 0)
     assert inserts == [True, True]  # two batches of 500, one executemany each
+
+
+async def test_under_load_the_writer_sends_full_batches_and_the_rest_on_the_interval(
+    engine: AsyncEngine,
+) -> None:
+    recorder = Recorder(engine, PRICES, batch_size=100, flush_interval=1.0)
+    await recorder.start()
+    sizes: list[int] = []
+    deadline = time.monotonic() + 10
+    with inserts_seen(engine, sizes):
+        for n in range(250):
+            recorder.record(entry(n))
+        while await count_rows(engine) < 200:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        assert sizes == [100, 100]  # woken by a full queue: full batches only
+        while await count_rows(engine) < 250:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        assert sizes == [100, 100, 50]  # the interval sends the rest
+        await recorder.stop()
 
 
 async def test_rows_hold_every_field_and_the_estimated_cost(engine: AsyncEngine) -> None:

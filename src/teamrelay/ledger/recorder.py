@@ -23,7 +23,6 @@ What can be lost, and how much:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -146,10 +145,14 @@ class Recorder:
         task = asyncio.current_task()
         try:
             while not self._stopping:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wakeup.wait(), self._flush_interval)
+                except TimeoutError:
+                    rows = len(self._queue)
+                else:
+                    rows = len(self._queue) // self._batch_size * self._batch_size
                 self._wakeup.clear()
-                await self._drain(until=None)
+                await self._drain(until=None, rows=rows)
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError  # the driver swallowed it mid-write
         finally:
@@ -163,11 +166,22 @@ class Recorder:
             self.failed += lost
             log.error("ledger: %d rows not written before the stop timeout", lost)
 
-    async def _drain(self, until: float | None) -> None:
-        """Writes batches until the queue is empty, or a transient error needs a pause."""
+    async def _drain(self, until: float | None, rows: int | None = None) -> None:
+        """Writes batches until the queue is empty (or `rows` are written), or a transient
+        error needs a pause.
+
+        Woken by a full queue, the writer sends full batches only; the rest waits for the next
+        wake-up or the interval. Each batch costs the event loop a few hand-overs of the GIL
+        to the SQLite thread, so few full batches beat many small ones.
+        """
         backoff = self._flush_interval
-        while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
+        left = rows
+        while self._queue and (left is None or left > 0):
+            size = min(self._batch_size, len(self._queue))
+            if left is not None:
+                size = min(size, left)
+                left -= size
+            batch = [self._queue.popleft() for _ in range(size)]
             self._writing = len(batch)
             try:
                 async with self._engine.begin() as connection:
