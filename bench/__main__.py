@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             "started": started,
             "args": vars(args) | {"json": str(args.json)},
         }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2, default=str))
     return 1 if args.check and not all(ok for _, ok in outcome) else 0
 

@@ -17,6 +17,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -149,5 +150,16 @@ async def other_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(db_url)
     try:
         yield engine
+    finally:
+        await engine.dispose()
+
+
+async def ledger_rows(url: str) -> list[dict[str, Any]]:
+    """Every ledger row in the database at `url`, read with an engine of its own."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(text("SELECT * FROM ledger"))
+            return [dict(row._mapping) for row in result]
     finally:
         await engine.dispose()

@@ -15,11 +15,10 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from sqlalchemy import text
 
+from dbfixtures import ledger_rows
 from fakeupstream import FakeUpstream, chat_prompt, input_tokens, reply_words
 from servers import RELAY_KEY, UPSTREAM_KEY, RunningRelay, relay_in_thread
-from teamrelay.ledger.db import create_engine
 from teamrelay.ledger.recorder import LedgerEntry
 from teamrelay.observability.logs import JsonFormatter, write_request_lines
 
@@ -52,19 +51,6 @@ def entry(**changes: Any) -> LedgerEntry:
         error_type=None,
     )
     return dataclasses.replace(base, **changes)
-
-
-def ledger_rows(url: str) -> list[dict[str, Any]]:
-    async def read() -> list[dict[str, Any]]:
-        engine = create_engine(url)
-        try:
-            async with engine.connect() as connection:
-                result = await connection.execute(text("SELECT * FROM ledger"))
-                return [dict(row._mapping) for row in result]
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(read())
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -232,7 +218,7 @@ def test_with_metrics_off_the_route_is_an_openai_404_and_the_ledger_still_record
         assert answer.choices[0].message.content
         with pytest.raises(openai.NotFoundError):
             sdk.files.retrieve("file-nope")
-    rows = sorted(ledger_rows(url), key=lambda row: row["ts"])
+    rows = sorted(asyncio.run(ledger_rows(url)), key=lambda row: row["ts"])
     assert [(row["operation"], row["status"]) for row in rows] == [
         ("createChatCompletion", 200),
         ("retrieveFile", 404),

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import text
 
+from dbfixtures import ledger_rows
 from fakeupstream import FakeUpstream, chat_prompt, input_tokens, reply_words, responses_prompt
 from servers import RELAY_KEY, relay_process
 from teamrelay.keys.store import KeyStore
@@ -77,23 +77,13 @@ def _drive(base_url: str, upstream: FakeUpstream) -> tuple[Counter[str], int, in
     return kinds, expected_in, expected_out
 
 
-async def _rows(url: str) -> list[dict[str, Any]]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as connection:
-            result = await connection.execute(text("SELECT * FROM ledger"))
-            return [dict(row._mapping) for row in result]
-    finally:
-        await engine.dispose()
-
-
 async def test_a_thousand_mixed_requests_leave_a_thousand_exact_rows_after_sigterm(
     upstream: FakeUpstream, db_url: str
 ) -> None:
     with relay_process(upstream.base_url, RELAY_DATABASE_URL=db_url) as relay:
         kinds, expected_in, expected_out = _drive(relay.base_url, upstream)
     # relay_process ended it with SIGTERM: what was queued must have been flushed.
-    rows = await _rows(db_url)
+    rows = await ledger_rows(db_url)
     assert len(rows) == 1000
     answered = [r for r in rows if r["status"] == 200 and not r["aborted"]]
     with_usage = [
