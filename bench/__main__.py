@@ -8,7 +8,6 @@ import os
 import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,21 +18,11 @@ from types import FrameType
 from bench import client, nginx, payloads, wrk
 from bench.memory import PeakRss
 from bench.processes import Child, free_port, running, wait_http, wait_tcp
+from bench.relays import CORE_ENV, RELAY_CMD, member_key, relay_env
 from bench.report import RELAY_TARGETS, TARGETS, Results, checks, notes, percentile, table
 
 MEASUREMENTS = ("rps", "latency", "sse", "upload")
 REPO = Path(__file__).resolve().parent.parent
-RELAY_CMD = ".venv/bin/teamrelay serve --host 127.0.0.1 --port {port} --workers {workers}"
-# The pass-through core: what issue 2 asks of the relay, without the ledger, metrics and
-# request log lines that later issues add (each has its own switch).
-CORE_ENV = (
-    "RELAY_LEDGER_ENABLED=false",
-    "RELAY_METRICS_ENABLED=false",
-    "RELAY_REQUEST_LOG_ENABLED=false",
-)
-# A member's key (no admin scope, so per-key isolation applies) with rate limits high enough
-# never to refuse: above 10,000 rpm the limiter is the sliding-window counter.
-LIMITED_KEY_ARGS = ("--scopes", "api", "--rpm", "1000000", "--tpm", "1000000000000")
 
 
 def _csv(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
@@ -125,20 +114,6 @@ class Target:
     key: str = payloads.RELAY_KEY
 
 
-def _relay_env(upstream_port: int, tmp: Path, extra: list[str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RELAY_"))}
-    env.update(
-        OPENAI_API_KEY=payloads.UPSTREAM_KEY,
-        OPENAI_BASE_URL=f"http://127.0.0.1:{upstream_port}/v1",
-        RELAY_KEYS=payloads.RELAY_KEY,
-        RELAY_DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/bench.db",
-    )
-    for item in extra:
-        name, _, value = item.partition("=")
-        env[name] = value
-    return env
-
-
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -165,20 +140,8 @@ def _start_relay(
     argv = shlex.split(args.relay_cmd.format(port=port, workers=args.relay_workers, repo=REPO))
     if "/" in argv[0] and not os.path.isabs(argv[0]):
         argv[0] = str(REPO / argv[0])  # the relay runs in the temporary directory
-    env = _relay_env(upstream_port, tmp, [*args.relay_env, *extra_env])
+    env = relay_env(upstream_port, tmp, [*args.relay_env, *extra_env])
     return Child(name, argv, tmp / f"{name}.log", cpus=cpus, env=env, cwd=tmp)
-
-
-def _limited_key(args: argparse.Namespace, tmp: Path, upstream_port: int) -> str:
-    """Creates the member's key in the relays' database and returns its secret."""
-    cli = Path(sys.executable).parent / "teamrelay"
-    argv = [str(cli), "keys", "create", "--name", "bench-member", *LIMITED_KEY_ARGS]
-    env = _relay_env(upstream_port, tmp, args.relay_env)
-    done = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, text=True, check=False)
-    secret = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-    if done.returncode != 0 or not secret.startswith("tr-"):
-        raise RuntimeError(f"teamrelay keys create failed: {done.stderr or done.stdout}")
-    return secret
 
 
 def _measure_rps(
@@ -266,7 +229,7 @@ def _start_targets(
     wanted = [t for t in TARGETS if t in args.targets]
     member = None
     if any(RELAY_TARGETS[t][1] for t in wanted if t in RELAY_TARGETS):
-        member = _limited_key(args, tmp, up_port)
+        member = member_key(relay_env(up_port, tmp, args.relay_env), tmp)
     processes: dict[str, Child] = {}
     targets: dict[str, Target] = {}
     for t in wanted:
