@@ -108,7 +108,7 @@ class Metrics:
 
     def _tokens(self, model: str | None, key: str, sums: list[int]) -> None:
         label = model or "none"
-        for kind, count in zip(_TOKEN_KINDS, sums, strict=False):
+        for kind, count in zip(_TOKEN_KINDS, sums[:4], strict=True):
             if count:
                 self._child(TOKENS, kind, label, key).inc(count)
         # Exact: with cached tokens clamped per request, the price of the sums is the sum
