@@ -14,13 +14,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-import aiohttp
 from starlette.types import Receive, Send
-from yarl import URL
 
 from teamrelay.body import ClientGone, RequestBody
+from teamrelay.connections import ConnectFailed, ConnectTimeout, Response, UpstreamError
 from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
-from teamrelay.headers import response_headers
+from teamrelay.headers import REQUEST_ID
 from teamrelay.observability.metrics import STREAMS
 from teamrelay.tap import Tap
 from teamrelay.upstream import Upstream
@@ -48,7 +47,7 @@ class Call:
 
     method: str
     target: str
-    headers: list[tuple[str, str]]
+    headers: list[tuple[bytes, bytes]]
     body: bytes | RequestBody | None
     request_id: bytes
     rewrite: Callable[[bytes], bytes] | None = None
@@ -71,11 +70,11 @@ class Exchange:
 
 
 def _relay_failure(exc: BaseException) -> RelayError:
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    if isinstance(exc, ConnectTimeout):
         return gateway_timeout("connect")
     if isinstance(exc, TimeoutError):
         return gateway_timeout("waiting for the response")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectFailed):
         return bad_gateway("connection failed")
     return bad_gateway(type(exc).__name__)
 
@@ -85,7 +84,7 @@ def _sse_error(message: str) -> bytes:
     return b"event: error\ndata: " + json.dumps({"error": error}).encode() + b"\n\n"
 
 
-async def _watch_disconnect(receive: Receive, response: aiohttp.ClientResponse) -> None:
+async def _watch_disconnect(receive: Receive, response: Response) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
     response.close()
@@ -101,14 +100,14 @@ async def forward(upstream: Upstream, call: Call, receive: Receive, send: Send) 
     )
     started = time.perf_counter()
     try:
-        response = await upstream.session.request(
+        response = await upstream.pool.request(
             call.method,
-            URL(upstream.base_url + call.target, encoded=True),
-            headers=call.headers,
-            data=data,
-            allow_redirects=False,
+            call.target,
+            call.headers,
+            data,
+            streamed_length=isinstance(body, RequestBody) and _has_length(call.headers),
         )
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except UpstreamError as exc:
         if isinstance(body, RequestBody) and body.error is None and _client_left(exc):
             exchange.aborted = True
             exchange.error_type = "client_disconnected"
@@ -117,7 +116,7 @@ async def forward(upstream: Upstream, call: Call, receive: Receive, send: Send) 
         failure = failure or _relay_failure(exc)
         exchange.status = failure.status
         exchange.error_type = failure.code
-        await failure.send(send, [(b"x-relay-request-id", request_id)])
+        await failure.send(send, [(REQUEST_ID, request_id)])
         return exchange
     exchange.ttfb = time.perf_counter() - started
     try:
@@ -125,6 +124,10 @@ async def forward(upstream: Upstream, call: Call, receive: Receive, send: Send) 
     finally:
         response.release()
     return exchange
+
+
+def _has_length(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(header[0] == b"content-length" for header in headers)
 
 
 def _client_left(exc: BaseException) -> bool:
@@ -138,36 +141,34 @@ def _client_left(exc: BaseException) -> bool:
 
 async def _answer(
     upstream: Upstream,
-    response: aiohttp.ClientResponse,
+    response: Response,
     call: Call,
     receive: Receive,
     send: Send,
     exchange: Exchange,
 ) -> None:
     exchange.status = response.status
-    headers = response.headers
-    exchange.upstream_request_id = headers.get("x-request-id")
+    exchange.upstream_request_id = response.header(b"x-request-id")
+    content_type = response.header(b"content-type")
     tap = (
-        Tap.for_response(
-            headers.get("content-type"), headers.get("content-encoding"), call.strip_usage
-        )
+        Tap.for_response(content_type, response.header(b"content-encoding"), call.strip_usage)
         if call.reads
         else Tap()
     )
     exchange.tap = tap
     request_id = call.request_id
-    head = response_headers(response.raw_headers, request_id)
+    head = [*response.headers, (REQUEST_ID, request_id)]
     if tap.strips:
         head = [h for h in head if h[0].lower() != b"content-length"]
     length = response.content_length
     rewrite = call.rewrite if response.status == 200 else None
     if rewrite is not None or (length is not None and length <= _SMALL_ANSWER):
         try:
-            payload = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            payload = await response.read(upstream.read_timeout)
+        except UpstreamError as exc:
             failure = _relay_failure(exc)
             exchange.status, exchange.error_type = failure.status, failure.code
-            await failure.send(send, [(b"x-relay-request-id", request_id)])
+            await failure.send(send, [(REQUEST_ID, request_id)])
             return
         payload = _through(tap, payload)
         if rewrite is not None:
@@ -179,24 +180,20 @@ async def _answer(
         exchange.bytes_out = len(payload)
         return
     exchange.streamed = True
-    if response.connection is not None and response.connection.protocol is not None:
-        protocol = response.connection.protocol
-        protocol.read_timeout = upstream.idle_timeout
-        protocol.start_timeout()  # re-arm now: the armed timer still has the head's timeout
     await send({"type": "http.response.start", "status": response.status, "headers": head})
     body = call.body
     body_done = body is None or isinstance(body, bytes) or body.complete
     watcher = asyncio.create_task(_watch_disconnect(receive, response)) if body_done else None
     STREAMS.inc()
     try:
-        await _pump(response, send, exchange, tap)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        await _pump(response, upstream.idle_timeout, send, exchange, tap)
+    except UpstreamError as exc:
         if watcher is not None and watcher.done():
             return
         exchange.aborted = True
         exchange.error_type = "upstream_broke"
         logger.warning("upstream stream broke: %s", type(exc).__name__)
-        if response.content_type == "text/event-stream":
+        if content_type is not None and content_type.startswith("text/event-stream"):
             await send(
                 {"type": "http.response.body", "body": _sse_error("The upstream stream broke.")}
             )
@@ -217,8 +214,10 @@ def _through(tap: Tap, payload: bytes) -> bytes:
     return out + rest if rest else out
 
 
-async def _pump(response: aiohttp.ClientResponse, send: Send, exchange: Exchange, tap: Tap) -> None:
-    async for chunk in response.content.iter_any():
+async def _pump(
+    response: Response, idle_timeout: float, send: Send, exchange: Exchange, tap: Tap
+) -> None:
+    async for chunk in response.iter_chunks(idle_timeout):
         out = tap.feed(chunk)
         if out:
             exchange.bytes_out += len(out)

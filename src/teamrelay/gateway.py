@@ -182,7 +182,7 @@ class Relay:
                         return
                 if operation.operation_id in DERIVED_FROM:
                     call.rewrite = await self.isolation.learner(key, operation, path, confined)
-                    call.headers = [h for h in call.headers if h[0].lower() != "accept-encoding"]
+                    call.headers = _without_accept_encoding(call.headers)
             if not (
                 self.reads_usage
                 or admitted is not None

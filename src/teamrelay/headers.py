@@ -1,7 +1,7 @@
 """Which headers cross the relay, in each direction.
 
 Header names arrive lower-cased from ASGI servers (the ASGI spec requires it) and as sent from
-aiohttp, so every set here is lower-case bytes, and only upstream names are lower-cased first.
+the upstream, so every set here is lower-case bytes, and only upstream names are lower-cased first.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ _REQUEST_DROPPED = HOP_BY_HOP | {
     b"x-forwarded-host",
     b"x-forwarded-proto",
     b"x-real-ip",
+    # The relay answers a client's 100-continue itself (the ASGI server does, on the first read).
+    b"expect",
 }
 
 _REQUEST_DROPPED_WITH_LENGTH = _REQUEST_DROPPED | {b"content-length"}
@@ -66,32 +68,45 @@ class UpstreamHeaders:
         project: str | None,
         beta: Sequence[str],
     ) -> None:
-        fixed = [("Authorization", f"Bearer {api_key}")]
+        fixed = [(b"authorization", _value("OPENAI_API_KEY", f"Bearer {api_key}"))]
         if organization:
-            fixed.append(("OpenAI-Organization", organization))
+            fixed.append((b"openai-organization", _value("OPENAI_ORGANIZATION", organization)))
         if project:
-            fixed.append(("OpenAI-Project", project))
+            fixed.append((b"openai-project", _value("OPENAI_PROJECT", project)))
         self._fixed = tuple(fixed)
         self._beta = tuple(beta)
 
     def build(
         self, client_headers: Iterable[tuple[bytes, bytes]], *, keep_length: bool
-    ) -> list[tuple[str, str]]:
+    ) -> list[tuple[bytes, bytes]]:
         """`client_headers` as ASGI gives them (lower-case names). `keep_length` is false when
-        the body is sent as bytes: aiohttp sets their length."""
+        the body is sent as bytes, whose length the client that sends them sets."""
         dropped = _REQUEST_DROPPED if keep_length else _REQUEST_DROPPED_WITH_LENGTH
-        out: list[tuple[str, str]] = []
+        out: list[tuple[bytes, bytes]] = []
         beta: list[str] = []
-        for name, value in client_headers:
-            if name in dropped:
-                if name == b"openai-beta":
-                    beta.append(value.decode("latin-1"))
+        for header in client_headers:
+            if header[0] in dropped:
+                if header[0] == b"openai-beta":
+                    beta.append(header[1].decode("latin-1"))
                 continue
-            out.append((name.decode("latin-1"), value.decode("latin-1")))
+            out.append(header)
         out.extend(self._fixed)
         if beta or self._beta:
-            out.append(("OpenAI-Beta", merge_beta(self._beta, beta)))
+            merged = merge_beta(self._beta, beta)
+            out.append((b"openai-beta", _value("OpenAI-Beta", merged)))
         return out
+
+
+def _value(name: str, value: str) -> bytes:
+    """A header value from configuration or a merge: a line break would split the request."""
+    if any(c in value for c in "\r\n\x00"):
+        raise ValueError(f"{name} holds a line break or NUL")
+    return value.encode("latin-1")
+
+
+def text_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """For aiohttp, which takes header names and values as text."""
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
 
 
 def response_headers(

@@ -26,7 +26,7 @@ from yarl import URL
 from teamrelay.admission import RequestHead
 from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
 from teamrelay.gateway import new_request_id
-from teamrelay.headers import REQUEST_ID, response_headers
+from teamrelay.headers import REQUEST_ID, response_headers, text_headers
 from teamrelay.ledger.recorder import LedgerEntry
 from teamrelay.limits.gate import Admitted
 from teamrelay.tap.usage import usage_from
@@ -253,8 +253,10 @@ class RealtimeBridge:
         self, client_headers: list[tuple[bytes, bytes]], target: str, protocols: list[str]
     ) -> aiohttp.ClientWebSocketResponse:
         upstream = self.relay.upstream
-        headers = self.relay.upstream_headers.build(
-            [h for h in client_headers if h[0] not in _CLIENT_HANDSHAKE], keep_length=False
+        headers = text_headers(
+            self.relay.upstream_headers.build(
+                [h for h in client_headers if h[0] not in _CLIENT_HANDSHAKE], keep_length=False
+            )
         )
         try:
             return await upstream.session.ws_connect(

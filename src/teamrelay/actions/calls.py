@@ -22,7 +22,7 @@ from yarl import URL
 from teamrelay.actions.limits import DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER
 from teamrelay.catalog import Catalog, Matched, Operation, Policy
 from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
-from teamrelay.headers import UpstreamHeaders
+from teamrelay.headers import UpstreamHeaders, text_headers
 from teamrelay.isolation.guard import Isolation
 from teamrelay.keys.store import KeyRecord
 from teamrelay.upstream import Upstream
@@ -143,7 +143,7 @@ class OpenAICalls:
 
     def headers(self, content_type: str | None = "application/json") -> list[tuple[str, str]]:
         extra = [(b"content-type", content_type.encode())] if content_type else []
-        return self._headers.build(extra, keep_length=False)
+        return text_headers(self._headers.build(extra, keep_length=False))
 
     def url(self, path: str, query: Mapping[str, Any] | None = None) -> URL:
         pairs = {k: v for k, v in (query or {}).items() if v is not None}

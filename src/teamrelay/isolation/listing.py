@@ -13,10 +13,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
-import aiohttp
 from starlette.types import Send
-from yarl import URL
 
+from teamrelay.connections import UpstreamError
 from teamrelay.errors import RelayError, bad_gateway
 from teamrelay.forward import Call, Exchange
 from teamrelay.headers import REQUEST_ID
@@ -60,7 +59,7 @@ async def list_owned(
         )
     want = _limit(options.get("limit"))
     kept = [(name, value) for name, value in query if name not in ("limit", "after")]
-    headers = [(name, value) for name, value in call.headers if name.lower() != "accept-encoding"]
+    headers = [(name, value) for name, value in call.headers if name != b"accept-encoding"]
     exchange = Exchange()
     owned: list[dict[str, Any]] = []
     cursor = options.get("after")
@@ -95,18 +94,19 @@ async def list_owned(
 
 
 async def _page(
-    upstream: Upstream, target: str, headers: list[tuple[str, str]], exchange: Exchange
+    upstream: Upstream, target: str, headers: list[tuple[bytes, bytes]], exchange: Exchange
 ) -> tuple[dict[str, Any] | None, bytes]:
     """A parsed list page, or None and the upstream's answer to pass on as it came."""
     try:
-        async with upstream.session.get(
-            URL(upstream.base_url + target, encoded=True), headers=headers, allow_redirects=False
-        ) as response:
-            body = await response.read()
-            exchange.status = response.status
-            exchange.upstream_request_id = response.headers.get("x-request-id")
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        response = await upstream.pool.request("GET", target, headers, None)
+        try:
+            body = await response.read(upstream.read_timeout)
+        finally:
+            response.release()
+    except UpstreamError as exc:
         raise bad_gateway(type(exc).__name__) from None
+    exchange.status = response.status
+    exchange.upstream_request_id = response.header(b"x-request-id")
     if response.status != 200:
         return None, body
     try:
