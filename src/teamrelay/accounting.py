@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from starlette.responses import Response
 
@@ -46,6 +47,39 @@ class Ticket:
 _NO_EXCHANGE = Exchange()  # read only: a request refused before it went upstream
 
 
+class Outcome(NamedTuple):
+    """What a key's limits settle from, when nothing else needs the whole ledger entry."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_tokens: int | None
+    model: str | None
+    aborted: bool
+    status: int
+
+
+def outcome_of(ticket: Ticket) -> Outcome:
+    exchange = ticket.exchange or _NO_EXCHANGE
+    tap = exchange.tap
+    usage = model = None
+    if tap is not None:
+        usage, model = tap.usage, tap.model
+    input_tokens, output_tokens, cached_tokens, _ = usage or _NO_USAGE
+    status, _ = _status_of(ticket, exchange)
+    return Outcome(input_tokens, output_tokens, cached_tokens, model, exchange.aborted, status)
+
+
+def _status_of(ticket: Ticket, exchange: Exchange) -> tuple[int, str | None]:
+    status, error_type = exchange.status, exchange.error_type
+    if ticket.refusal is not None:
+        return ticket.refusal.status, ticket.refusal.code
+    if status == 0:
+        return 499, error_type or "client_disconnected"
+    if status >= 400 and error_type is None:
+        return status, f"upstream_{status}"
+    return status, error_type
+
+
 def entry_of(ticket: Ticket) -> LedgerEntry:
     exchange = ticket.exchange or _NO_EXCHANGE
     tap = exchange.tap
@@ -55,13 +89,7 @@ def entry_of(ticket: Ticket) -> LedgerEntry:
     body = ticket.body
     if model is None and isinstance(body, bytes):
         model = model_from_json(body)
-    status, error_type = exchange.status, exchange.error_type
-    if ticket.refusal is not None:
-        status, error_type = ticket.refusal.status, ticket.refusal.code
-    elif status == 0:
-        status, error_type = 499, error_type or "client_disconnected"
-    elif status >= 400 and error_type is None:
-        error_type = f"upstream_{status}"
+    status, error_type = _status_of(ticket, exchange)
     key = ticket.key
     ttfb = exchange.ttfb
     input_tokens, output_tokens, cached_tokens, reasoning_tokens = usage or _NO_USAGE

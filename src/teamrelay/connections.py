@@ -90,6 +90,7 @@ class Response:
     async def read(self, timeout: float) -> bytes:
         """The whole body; `timeout` bounds each wait for more of it."""
         while not self.complete:
+            self._connection.resume_reading()  # all of it is wanted: the buffer may grow
             await self._wait(timeout)
         chunks, self._chunks = self._chunks, deque()
         self._buffered = 0
@@ -262,6 +263,8 @@ class _Connection(asyncio.Protocol):
         transport.write(head)
         chunked = head.endswith(b"transfer-encoding: chunked\r\n\r\n")
         async for chunk in body:
+            if not chunk:
+                continue  # an empty chunk would end a chunked body
             if self.transport is None:
                 raise ConnectionBroke("the upstream closed the connection")
             if chunked:
@@ -292,6 +295,7 @@ class _Connection(asyncio.Protocol):
         if response.complete and self.reusable and self.transport is not None:
             self.response = None
             self.head = None
+            self.resume_reading()
             self.pool.put(self)
         else:
             self.drop()

@@ -14,7 +14,7 @@ from random import getrandbits
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from teamrelay.accounting import Observer, Ticket, entry_of
+from teamrelay.accounting import Observer, Ticket, entry_of, outcome_of
 from teamrelay.admission import Admission, RequestHead
 from teamrelay.body import RequestBody
 from teamrelay.catalog import Operation, parse_envelope
@@ -194,8 +194,10 @@ class Relay:
             ticket.refusal = error
             await error.send(send, [(REQUEST_ID, ticket.request_id)])
         finally:
-            if self.observers or admitted is not None:
+            if self.observers:
                 self.settle(entry_of(ticket), admitted)
+            elif admitted is not None:
+                self.limits.settle(admitted, outcome_of(ticket))
             if operation is not None and ticket.exchange is not None:
                 self.isolation.record(ticket.key, operation, path, ticket.body, ticket.exchange)
 

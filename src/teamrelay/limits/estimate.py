@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
 
 from teamrelay.body import RequestBody
 from teamrelay.catalog import Operation, model_from_json
 from teamrelay.ledger.prices import Prices
-from teamrelay.ledger.recorder import LedgerEntry
 from teamrelay.tap import estimate_request_tokens
 
 # Reserved for the answer when the request sets no output cap: settled to the truth after.
@@ -58,13 +57,32 @@ class Actual:
     usd: float
 
 
-def actual_of(entry: LedgerEntry, guess: Estimate, prices: Prices) -> Actual:
+class Used(Protocol):
+    """What a finished request reports: a ledger entry, or `accounting.Outcome` without one."""
+
+    @property
+    def input_tokens(self) -> int | None: ...
+    @property
+    def output_tokens(self) -> int | None: ...
+    @property
+    def cached_tokens(self) -> int | None: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def aborted(self) -> bool: ...
+    @property
+    def status(self) -> int: ...
+
+
+def actual_of(used: Used, guess: Estimate, prices: Prices, *, priced: bool = True) -> Actual:
     """What the finished request used: its reported usage, else the guess for an answer that
     started and was cut off (generation is billed), else nothing (refused or failed)."""
-    if entry.input_tokens is not None or entry.output_tokens is not None:
-        used_in, used_out = entry.input_tokens or 0, entry.output_tokens or 0
-        cost = prices.cost(entry.model or guess.model, used_in, used_out, entry.cached_tokens)
+    if used.input_tokens is not None or used.output_tokens is not None:
+        used_in, used_out = used.input_tokens or 0, used.output_tokens or 0
+        if not priced:
+            return Actual(used_in + used_out, 0.0)
+        cost = prices.cost(used.model or guess.model, used_in, used_out, used.cached_tokens)
         return Actual(used_in + used_out, cost or 0.0)
-    if entry.aborted and entry.status < 400:
+    if used.aborted and used.status < 400:
         return Actual(guess.tokens, guess.usd)
     return Actual(0, 0.0)

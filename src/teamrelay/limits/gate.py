@@ -18,9 +18,8 @@ from teamrelay.catalog import Operation
 from teamrelay.errors import RelayError
 from teamrelay.keys.store import KeyRecord
 from teamrelay.ledger.prices import Prices
-from teamrelay.ledger.recorder import LedgerEntry
 from teamrelay.limits.budget import Budgets, Reservation
-from teamrelay.limits.estimate import NOTHING, Actual, Estimate, actual_of, estimate
+from teamrelay.limits.estimate import NOTHING, Actual, Estimate, Used, actual_of, estimate
 from teamrelay.limits.policy import NO_LIMITS, KeyLimits, parse_limits
 from teamrelay.limits.rate import RateLimits, TokenCharge
 
@@ -34,6 +33,7 @@ class Admitted:
     """What a request holds while it runs; released by `Limits.settle`."""
 
     guess: Estimate
+    priced: bool
     charge: TokenCharge | None = None
     reservation: Reservation | None = None
 
@@ -74,7 +74,7 @@ class Limits:
             if operation.runs_model
             else NOTHING
         )
-        admitted = Admitted(guess)
+        admitted = Admitted(guess, limits.priced)
         if limits.rated:
             try:
                 admitted.charge = await self.rates.admit(
@@ -91,8 +91,8 @@ class Limits:
                 raise
         return admitted
 
-    def settle(self, admitted: Admitted, entry: LedgerEntry) -> None:
-        actual = actual_of(entry, admitted.guess, self.prices)
+    def settle(self, admitted: Admitted, used: Used) -> None:
+        actual = actual_of(used, admitted.guess, self.prices, priced=admitted.priced)
         if admitted.charge is not None:
             self.rates.reconcile(admitted.charge, actual.tokens)
         if admitted.reservation is not None:

