@@ -1,9 +1,10 @@
 """Minimal pass-throughs to re-measure DESIGN.md's stack claims with the same bench.
 
-Four ASGI apps, each forwarding `/v1/...` to `OPENAI_BASE_URL` with streaming both ways and
-answering `/health`: the upstream client (aiohttp or httpx2) crossed with the hot path (a bare
-ASGI callable or a Starlette route with `StreamingResponse`). Nothing else: no auth, no policy,
-so they bound what any relay built on that stack can reach. Run one as the relay, e.g.
+ASGI apps, each forwarding `/v1/...` to `OPENAI_BASE_URL` with streaming both ways and
+answering `/health`: the upstream client (aiohttp, httpx2, or the relay's own httptools client in
+`teamrelay.connections`) crossed with the hot path (a bare ASGI callable or a Starlette route
+with `StreamingResponse`). Nothing else: no auth, no policy, so they bound what any relay built
+on that stack can reach. Run one as the relay, e.g.
 
     python -m bench --only rps,latency,sse --relay-cmd \
       ".venv/bin/uvicorn bench.alternatives:bare_aiohttp --app-dir {repo} --factory --port {port} \
@@ -22,6 +23,8 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+from teamrelay.connections import ConnectionPool
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -138,6 +141,33 @@ class Httpx2Upstream(Upstream):
         return resp.status_code, list(resp.headers.items()), resp.aiter_raw(), resp.aclose
 
 
+class HttptoolsUpstream(Upstream):
+    """The relay's pass-through client: a transport protocol with httptools parsing."""
+
+    pool: ConnectionPool
+
+    async def start(self) -> None:
+        self.pool = ConnectionPool(
+            os.environ["OPENAI_BASE_URL"], limit=512, connect_timeout=10, read_timeout=600
+        )
+
+    async def stop(self) -> None:
+        self.pool.close()
+
+    async def open(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | AsyncIterator[bytes]
+    ) -> tuple[int, list[tuple[str, str]], AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
+        target = url.removeprefix(os.environ["OPENAI_BASE_URL"])
+        sent = [(k.encode(), v.encode()) for k, v in headers.items() if k != "content-length"]
+        resp = await self.pool.request(method, target, sent, body)
+
+        async def release() -> None:
+            resp.release()
+
+        received = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers]
+        return resp.status, received, resp.iter_chunks(300), release
+
+
 def _down_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in headers if k.lower() not in HOP]
 
@@ -228,6 +258,10 @@ def framework(upstream: Upstream) -> ASGIApp:
 
 def bare_aiohttp() -> ASGIApp:
     return bare(AiohttpUpstream())
+
+
+def bare_httptools() -> ASGIApp:
+    return bare(HttptoolsUpstream())
 
 
 def bare_httpx2() -> ASGIApp:

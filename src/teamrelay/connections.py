@@ -67,6 +67,7 @@ class Response:
     def __init__(self, connection: _Connection) -> None:
         self._connection = connection
         self.status = 0
+        self.content_length: int | None = None
         # End to end: without the hop-by-hop ones, names as the upstream spelled them.
         self.headers: list[tuple[bytes, bytes]] = []
         self._read: dict[bytes, bytes] = {}
@@ -81,11 +82,6 @@ class Response:
         """The first value of header `name`, one of `_READ`, as latin-1 text."""
         value = self._read.get(name)
         return None if value is None else value.decode("latin-1")
-
-    @property
-    def content_length(self) -> int | None:
-        value = self.header(b"content-length")
-        return int(value) if value is not None and value.isdigit() else None
 
     async def read(self, timeout: float) -> bytes:
         """The whole body; `timeout` bounds each wait for more of it."""
@@ -233,6 +229,9 @@ class _Connection(asyncio.Protocol):
             response._read = {}
             return
         response.status = status
+        length = response._read.get(b"content-length")
+        if length is not None and length.isdigit():
+            response.content_length = int(length)
         if not self._parser.should_keep_alive():
             self.reusable = False
         head = self.head

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.types import Receive, Send
@@ -29,6 +29,10 @@ logger = logging.getLogger("teamrelay.forward")
 # Answers up to this size with a known length are read whole and sent in one ASGI message.
 _SMALL_ANSWER = 64 * 1024
 _REWRITTEN = frozenset({b"content-length", b"content-encoding"})
+
+
+# Nothing reads what a tap learns: the answer passes untouched.
+_PASS = Tap()
 
 
 class UpstreamBroke(Exception):
@@ -94,18 +98,15 @@ async def forward(upstream: Upstream, call: Call, receive: Receive, send: Send) 
     """Relay one request; errors before the answer starts are sent in OpenAI's shape."""
     exchange = Exchange()
     body = call.body
-    request_id = call.request_id
-    data: bytes | AsyncIterator[bytes] | None = (
-        body.stream() if isinstance(body, RequestBody) else body
-    )
+    streamed = isinstance(body, RequestBody)
     started = time.perf_counter()
     try:
         response = await upstream.pool.request(
             call.method,
             call.target,
             call.headers,
-            data,
-            streamed_length=isinstance(body, RequestBody) and _has_length(call.headers),
+            body.stream() if isinstance(body, RequestBody) else body,
+            streamed_length=streamed and _has_length(call.headers),
         )
     except UpstreamError as exc:
         if isinstance(body, RequestBody) and body.error is None and _client_left(exc):
@@ -116,7 +117,7 @@ async def forward(upstream: Upstream, call: Call, receive: Receive, send: Send) 
         failure = failure or _relay_failure(exc)
         exchange.status = failure.status
         exchange.error_type = failure.code
-        await failure.send(send, [(REQUEST_ID, request_id)])
+        await failure.send(send, [(REQUEST_ID, call.request_id)])
         return exchange
     exchange.ttfb = time.perf_counter() - started
     try:
@@ -147,21 +148,22 @@ async def _answer(
     send: Send,
     exchange: Exchange,
 ) -> None:
-    exchange.status = response.status
+    status = exchange.status = response.status
     exchange.upstream_request_id = response.header(b"x-request-id")
     content_type = response.header(b"content-type")
     tap = (
         Tap.for_response(content_type, response.header(b"content-encoding"), call.strip_usage)
         if call.reads
-        else Tap()
+        else _PASS
     )
     exchange.tap = tap
     request_id = call.request_id
-    head = [*response.headers, (REQUEST_ID, request_id)]
+    head = response.headers
+    head.append((REQUEST_ID, request_id))
     if tap.strips:
         head = [h for h in head if h[0].lower() != b"content-length"]
     length = response.content_length
-    rewrite = call.rewrite if response.status == 200 else None
+    rewrite = call.rewrite if status == 200 else None
     if rewrite is not None or (length is not None and length <= _SMALL_ANSWER):
         try:
             payload = await response.read(upstream.read_timeout)
@@ -175,7 +177,7 @@ async def _answer(
             payload = rewrite(payload)
             head = [h for h in head if h[0].lower() not in _REWRITTEN]
             head.append((b"content-length", str(len(payload)).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": head})
+        await send({"type": "http.response.start", "status": status, "headers": head})
         await send({"type": "http.response.body", "body": payload})
         exchange.bytes_out = len(payload)
         return
@@ -209,6 +211,8 @@ async def _answer(
 
 
 def _through(tap: Tap, payload: bytes) -> bytes:
+    if tap is _PASS:
+        return payload
     out = tap.feed(payload)
     rest = tap.finish()
     return out + rest if rest else out

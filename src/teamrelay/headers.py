@@ -77,20 +77,14 @@ class UpstreamHeaders:
         self._beta = tuple(beta)
 
     def build(
-        self, client_headers: Iterable[tuple[bytes, bytes]], *, keep_length: bool
+        self, client_headers: Sequence[tuple[bytes, bytes]], *, keep_length: bool
     ) -> list[tuple[bytes, bytes]]:
         """`client_headers` as ASGI gives them (lower-case names). `keep_length` is false when
         the body is sent as bytes, whose length the client that sends them sets."""
         dropped = _REQUEST_DROPPED if keep_length else _REQUEST_DROPPED_WITH_LENGTH
-        out: list[tuple[bytes, bytes]] = []
-        beta: list[str] = []
-        for header in client_headers:
-            if header[0] in dropped:
-                if header[0] == b"openai-beta":
-                    beta.append(header[1].decode("latin-1"))
-                continue
-            out.append(header)
-        out.extend(self._fixed)
+        out = [header for header in client_headers if header[0] not in dropped]
+        out += self._fixed
+        beta = [value.decode("latin-1") for name, value in client_headers if name == b"openai-beta"]
         if beta or self._beta:
             merged = merge_beta(self._beta, beta)
             out.append((b"openai-beta", _value("OpenAI-Beta", merged)))
