@@ -7,11 +7,13 @@ import contextlib
 import hashlib
 import os
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
+import trustme
 
 from teamrelay.connections import (
     _HIGH_WATER,
@@ -103,8 +105,9 @@ Handler = Callable[[Peer], Awaitable[None]]
 class RawServer:
     """A listener on 127.0.0.1 whose `handler` runs once per accepted connection."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self._handler = handler
+        self._tls = tls
         self.connections = 0
         self.received: list[Received] = []
         self.errors: list[BaseException] = []
@@ -112,10 +115,11 @@ class RawServer:
         self.port = 0
 
     def url(self, path: str = "/v1") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -159,10 +163,19 @@ def answer_each(answer: bytes) -> Handler:
 
 @contextlib.asynccontextmanager
 async def open_pool(
-    url: str, *, limit: int = 8, read_timeout: float = WAIT, connect_timeout: float = WAIT
+    url: str,
+    *,
+    limit: int = 8,
+    read_timeout: float = WAIT,
+    connect_timeout: float = WAIT,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[ConnectionPool]:
     pool = ConnectionPool(
-        url, limit=limit, connect_timeout=connect_timeout, read_timeout=read_timeout
+        url,
+        limit=limit,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        ssl_context=ssl_context,
     )
     try:
         yield pool
@@ -436,7 +449,7 @@ async def test_a_pooled_connection_seen_closed_while_idle_is_replaced() -> None:
     assert [r.connection for r in server.received] == [0, 1]
 
 
-async def test_a_request_on_a_pooled_connection_that_drops_unanswered_is_sent_again() -> None:
+def _drops_its_second_request(peer: Peer) -> Awaitable[None]:
     async def handler(peer: Peer) -> None:
         if peer.index == 0:
             await peer.request()
@@ -445,12 +458,24 @@ async def test_a_request_on_a_pooled_connection_that_drops_unanswered_is_sent_ag
         else:
             await answer_each(OK)(peer)
 
-    async with RawServer(handler) as server, open_pool(server.url()) as pool:
+    return handler(peer)
+
+
+async def test_an_idempotent_request_on_a_pooled_connection_that_drops_is_sent_again() -> None:
+    async with RawServer(_drops_its_second_request) as server, open_pool(server.url()) as pool:
         await fetch(pool)
-        response, body = await fetch(pool, "POST", "/again", b"again")
+        response, body = await fetch(pool, "PUT", "/again", b"again")
     assert (response.status, body) == (200, b"ok")
     assert [r.connection for r in server.received] == [0, 0, 1]
     assert server.received[1].body == server.received[2].body == b"again"
+
+
+async def test_a_post_on_a_pooled_connection_that_drops_is_not_sent_twice() -> None:
+    async with RawServer(_drops_its_second_request) as server, open_pool(server.url()) as pool:
+        await fetch(pool)
+        with pytest.raises(ConnectionBroke):
+            await fetch(pool, "POST", "/once", b"once")
+    assert [r.connection for r in server.received] == [0, 0]
 
 
 async def test_a_second_request_waits_for_the_only_slot_until_the_first_is_released() -> None:
@@ -689,3 +714,31 @@ async def test_a_connection_whose_answer_filled_the_buffer_reads_the_next_answer
         response, again = await fetch(pool)
     assert (response.status, again) == (200, b"ok")
     assert [r.connection for r in server.received] == [0, 0]
+
+
+async def test_an_https_upstream_is_verified_and_kept_alive() -> None:
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    async with (
+        RawServer(answer_each(OK), tls=server_tls) as server,
+        open_pool(server.url(), ssl_context=client_tls) as pool,
+    ):
+        for _ in range(2):
+            response, body = await fetch(pool, "POST", "/chat/completions", b"{}")
+            assert (response.status, body) == (200, b"ok")
+    assert server.connections == 1
+    assert server.received[0].head.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+
+
+async def test_an_https_upstream_with_an_unknown_certificate_is_refused() -> None:
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server_tls)
+    async with (
+        RawServer(answer_each(OK), tls=server_tls) as server,
+        open_pool(server.url()) as pool,
+    ):
+        with pytest.raises(ConnectFailed):
+            await fetch(pool)

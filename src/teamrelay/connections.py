@@ -34,6 +34,7 @@ _HIGH_WATER = 256 * 1024
 # An idle connection older than this may already be closed by the upstream: not reused.
 _KEEPALIVE_SECONDS = 15.0
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _UNSAFE_IN_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 # The answer's headers the relay reads, kept by lower-case name as they arrive.
 _READ = frozenset(
@@ -323,8 +324,15 @@ class ConnectionPool:
     """Connections to one upstream origin, at most `limit` open at once."""
 
     def __init__(
-        self, base_url: str, *, limit: int, connect_timeout: float, read_timeout: float
+        self,
+        base_url: str,
+        *,
+        limit: int,
+        connect_timeout: float,
+        read_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`ssl_context` for an https upstream: the system's trusted CAs when None."""
         parts = urlsplit(base_url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or ""
@@ -335,7 +343,7 @@ class ConnectionPool:
         if ":" in self.host:
             host = f"[{self.host}]" if default_port else f"[{self.host}]:{self.port}"
         self._host_line = b"host: " + host.encode("idna") + b"\r\n"
-        self._ssl = ssl.create_default_context() if self.https else None
+        self._ssl = (ssl_context or ssl.create_default_context()) if self.https else None
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._idle: list[_Connection] = []
@@ -365,9 +373,12 @@ class ConnectionPool:
             try:
                 return await self._exchange(connection, head, body)
             except ConnectionBroke:
-                if not reused or not (body is None or isinstance(body, bytes)):
+                if not (reused and method in _IDEMPOTENT) or not (
+                    body is None or isinstance(body, bytes)
+                ):
                     raise
-            # A pooled connection the upstream had closed: once more on a new one.
+            # A pooled connection the upstream had closed: once more on a new one, as aiohttp
+            # does, only where sending twice is harmless.
             connection = await self._connect()
             return await self._exchange(connection, head, body)
         except BaseException:
