@@ -742,3 +742,16 @@ async def test_an_https_upstream_with_an_unknown_certificate_is_refused() -> Non
     ):
         with pytest.raises(ConnectFailed):
             await fetch(pool)
+
+
+async def test_a_pool_busy_past_the_connect_timeout_gives_connect_timeout() -> None:
+    async with (
+        RawServer(answer_each(OK)) as server,
+        open_pool(server.url(), limit=1, connect_timeout=0.2) as pool,
+    ):
+        first = await asyncio.wait_for(pool.request("GET", "/first", [], None), WAIT)
+        with pytest.raises(ConnectTimeout):
+            await pool.request("GET", "/second", [], None)
+        first.release()
+        _, body = await fetch(pool)
+    assert body == b"ok"

@@ -21,7 +21,7 @@ from teamrelay.errors import RelayError
 from teamrelay.forward import Exchange
 from teamrelay.keys.store import KeyRecord
 from teamrelay.ledger.recorder import LedgerEntry
-from teamrelay.tap.usage import usage_from
+from teamrelay.tap.usage import Usage, usage_from
 
 Observer = Callable[[LedgerEntry], None]
 _NO_USAGE = (None, None, None, None)
@@ -60,10 +60,7 @@ class Outcome(NamedTuple):
 
 def outcome_of(ticket: Ticket) -> Outcome:
     exchange = ticket.exchange or _NO_EXCHANGE
-    tap = exchange.tap
-    usage = model = None
-    if tap is not None:
-        usage, model = tap.usage, tap.model
+    usage, model = _tapped(exchange)
     input_tokens, output_tokens, cached_tokens, _ = usage or _NO_USAGE
     status, _ = _status_of(ticket, exchange)
     return Outcome(input_tokens, output_tokens, cached_tokens, model, exchange.aborted, status)
@@ -80,12 +77,14 @@ def _status_of(ticket: Ticket, exchange: Exchange) -> tuple[int, str | None]:
     return status, error_type
 
 
+def _tapped(exchange: Exchange) -> tuple[Usage | None, str | None]:
+    tap = exchange.tap
+    return (tap.usage, tap.model) if tap is not None else (None, None)
+
+
 def entry_of(ticket: Ticket) -> LedgerEntry:
     exchange = ticket.exchange or _NO_EXCHANGE
-    tap = exchange.tap
-    usage = model = None
-    if tap is not None:
-        usage, model = tap.usage, tap.model
+    usage, model = _tapped(exchange)
     body = ticket.body
     if model is None and isinstance(body, bytes):
         model = model_from_json(body)

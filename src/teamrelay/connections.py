@@ -367,7 +367,7 @@ class ConnectionPool:
         `content-length` when `streamed_length` (it is among `headers`), else chunked.
         """
         head = self._head(method, target, headers, body, streamed_length)
-        await self._slots.acquire()
+        await self._take_slot()
         try:
             connection, reused = await self._connection()
             try:
@@ -384,6 +384,16 @@ class ConnectionPool:
         except BaseException:
             self._slots.release()
             raise
+
+    async def _take_slot(self) -> None:
+        """Waiting for a busy pool counts as connecting, as it does in aiohttp."""
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.connect_timeout)
+        except TimeoutError:
+            raise ConnectTimeout(f"all {self._limit} upstream connections stayed busy") from None
 
     def _head(
         self,
