@@ -1,8 +1,9 @@
 """Keep-alive HTTP/1.1 connections to the upstream, for the `/v1` pass-through.
 
 Measured (bench/README.md, 2026-12-03): behind the same bare ASGI handler, aiohttp's client did
-5,490 requests/s at +0.41 ms p50 over a direct connection, and a protocol on the event loop's
-transport with httptools (the C parser uvicorn uses) parsing the answer did 14,000 at +0.28 ms.
+4,261 requests/s (0.110x nginx's) at +0.479 ms p50 over a direct connection, and this module, a
+protocol on the event loop's transport with httptools (the C parser uvicorn uses) reading the
+answer, did 8,463 (0.218x) at +0.333 ms.
 A pass-through needs little of a general client: write the request's bytes, parse the answer's
 head, hand its body over as it arrives (undoing chunked framing only, never a content encoding),
 and pool the connection again when the answer ended cleanly. The relay's own calls (Actions,
@@ -252,16 +253,17 @@ class _Connection(asyncio.Protocol):
 
     # the exchange
 
-    async def send(self, head: bytes, body: bytes | AsyncIterator[bytes] | None) -> None:
-        """Writes the request; a streamed body with chunked framing when `head` asks for it."""
-        transport = self.transport
-        if transport is None:
+    def send(self, head: bytes, body: bytes | None) -> None:
+        """Writes a request whose body is known, in one write."""
+        if self.transport is None:
             raise ConnectionBroke("the upstream closed the connection")
-        if body is None or isinstance(body, bytes):
-            transport.write(head + body if body else head)
-            return
-        transport.write(head)
-        chunked = head.endswith(b"transfer-encoding: chunked\r\n\r\n")
+        self.transport.write(head + body if body else head)
+
+    async def upload(self, head: bytes, body: AsyncIterator[bytes], chunked: bool) -> None:
+        """Writes a request whose body streams, in chunked framing when `chunked`."""
+        if self.transport is None:
+            raise ConnectionBroke("the upstream closed the connection")
+        self.transport.write(head)
         async for chunk in body:
             if not chunk:
                 continue  # an empty chunk would end a chunked body
@@ -276,10 +278,11 @@ class _Connection(asyncio.Protocol):
         if chunked and self.transport is not None:
             self.transport.write(b"0\r\n\r\n")
 
-    def start(self) -> Response:
+    def start(self) -> asyncio.Future[Response]:
+        """A new exchange: the future is done when the answer's head is in."""
         self.response = Response(self)
-        self.head = asyncio.get_running_loop().create_future()
-        return self.response
+        head = self.head = asyncio.get_running_loop().create_future()
+        return head
 
     def pause_reading(self) -> None:
         if not self._paused and self.transport is not None:
@@ -366,16 +369,17 @@ class ConnectionPool:
         A `bytes` body is sent with its length; a streamed body with the client's
         `content-length` when `streamed_length` (it is among `headers`), else chunked.
         """
-        head = self._head(method, target, headers, body, streamed_length)
+        chunked = not (body is None or isinstance(body, bytes) or streamed_length)
+        head = self._head(method, target, headers, body, chunked)
         await self._take_slot()
         try:
             connection, reused = await self._connection()
+            if not (body is None or isinstance(body, bytes)):
+                return await self._exchange_streamed(connection, head, body, chunked)
             try:
                 return await self._exchange(connection, head, body)
             except ConnectionBroke:
-                if not (reused and method in _IDEMPOTENT) or not (
-                    body is None or isinstance(body, bytes)
-                ):
+                if not (reused and method in _IDEMPOTENT):
                     raise
             # A pooled connection the upstream had closed: once more on a new one, as aiohttp
             # does, only where sending twice is harmless.
@@ -401,7 +405,7 @@ class ConnectionPool:
         target: str,
         headers: list[tuple[bytes, bytes]],
         body: bytes | AsyncIterator[bytes] | None,
-        streamed_length: bool,
+        chunked: bool,
     ) -> bytes:
         path = self.prefix + target.encode("latin-1")
         if _UNSAFE_IN_TARGET.search(path):
@@ -413,39 +417,31 @@ class ConnectionPool:
         elif body is None:
             if method in _BODY_METHODS:
                 lines.append(b"content-length: 0\r\n")
-        elif not streamed_length:
+        elif chunked:
             lines.append(b"transfer-encoding: chunked\r\n")
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    async def _exchange(
-        self, connection: _Connection, head: bytes, body: bytes | AsyncIterator[bytes] | None
-    ) -> Response:
-        connection.start()
-        answered = connection.head
-        assert answered is not None
-        loop = asyncio.get_running_loop()
-        if body is None or isinstance(body, bytes):
-            await connection.send(head, body)
-            timer = loop.call_later(self.read_timeout, _expire_head, answered)
-            try:
-                return await answered
-            except BaseException:
-                connection.drop()
-                raise
-            finally:
-                timer.cancel()
-        return await self._exchange_streamed(connection, head, body)
+    async def _exchange(self, connection: _Connection, head: bytes, body: bytes | None) -> Response:
+        answered = connection.start()
+        connection.send(head, body)
+        timer = asyncio.get_running_loop().call_later(self.read_timeout, _expire_head, answered)
+        try:
+            return await answered
+        except BaseException:
+            connection.drop()
+            raise
+        finally:
+            timer.cancel()
 
     async def _exchange_streamed(
-        self, connection: _Connection, head: bytes, body: AsyncIterator[bytes]
+        self, connection: _Connection, head: bytes, body: AsyncIterator[bytes], chunked: bool
     ) -> Response:
         """The body is written while the head is awaited: an upstream may answer (and refuse)
         before it has read all of a large upload. The read timeout starts once it is sent."""
-        answered = connection.head
-        assert answered is not None
+        answered = connection.start()
         timers: list[asyncio.TimerHandle] = []
-        writer = asyncio.ensure_future(connection.send(head, body))
+        writer = asyncio.ensure_future(connection.upload(head, body, chunked))
         writer.add_done_callback(partial(self._upload_ended, answered, timers))
         try:
             response = await answered
