@@ -133,7 +133,9 @@ async def test_a_refused_request_gives_its_tokens_back() -> None:
         await rates.admit("k3", 1, 1000, 100)
         with pytest.raises(RelayError):
             await rates.admit("k3", 1, 1000, 100)  # refused by rpm after tokens were counted
-        stats = rates._tokens.get_window_stats(rates._item("tokens", 1000), "tokens", "k3")
+        stats = rates._tokens.get_window_stats(
+            rates.counter("tokens", 1000, "k3").item, "tokens", "k3"
+        )
         assert stats.remaining == 900
     finally:
         await rates.close()

@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerMinute, storage, strategies
 from limits.aio import storage as aio_storage
@@ -33,12 +33,19 @@ RECONCILE_EVERY = 0.05
 _KEYS_CACHED = 10_000
 
 
+class Counter(NamedTuple):
+    """One key's counter under one limit, its storage key built once (as a strategy builds it)."""
+
+    item: RateLimitItem
+    key: str
+    expiry: int
+
+
 @dataclass(slots=True)
 class TokenCharge:
     """Tokens charged to a key's current minute, to reconcile with what was used."""
 
-    item: RateLimitItem
-    key_id: str
+    counter: Counter
     charged: int
 
 
@@ -97,24 +104,20 @@ class RateLimits:
         self._requests = kinds.MovingWindowRateLimiter(self.storage)
         self._many_requests = kinds.SlidingWindowCounterRateLimiter(self.storage)
         self._tokens = kinds.FixedWindowRateLimiter(self.storage)
-        self._items: dict[tuple[str, int], RateLimitItem] = {}
-        self._keys: dict[tuple[str, int, str], str] = {}
-        self._corrections: dict[tuple[RateLimitItem, str], int] = {}
+        self._counters: dict[tuple[str, int, str], Counter] = {}
+        self._corrections: dict[str, tuple[Counter, int]] = {}
         self._flusher: asyncio.Task[None] | None = None
 
-    def _item(self, what: str, amount: int) -> RateLimitItem:
-        item = self._items.get((what, amount))
-        if item is None:
-            item = self._items[what, amount] = RateLimitItemPerMinute(amount, namespace=_NAMESPACE)
-        return item
-
-    def _key(self, what: str, amount: int, key_id: str) -> str:
-        key = self._keys.get((what, amount, key_id))
-        if key is None:
-            if len(self._keys) >= _KEYS_CACHED:
-                self._keys.clear()
-            key = self._keys[what, amount, key_id] = self._item(what, amount).key_for(what, key_id)
-        return key
+    def counter(self, what: str, amount: int, key_id: str) -> Counter:
+        """`what` ("tokens" or "requests") per minute, at most `amount`, for `key_id`."""
+        counter = self._counters.get((what, amount, key_id))
+        if counter is None:
+            if len(self._counters) >= _KEYS_CACHED:
+                self._counters.clear()
+            item = RateLimitItemPerMinute(amount, namespace=_NAMESPACE)
+            counter = Counter(item, item.key_for(what, key_id), item.get_expiry())
+            self._counters[what, amount, key_id] = counter
+        return counter
 
     async def admit(
         self, key_id: str, rpm: int | None, tpm: int | None, tokens: int
@@ -125,39 +128,39 @@ class RateLimits:
         """
         charge = None
         if tpm is not None:
-            item = self._item("tokens", tpm)
+            tokens_used = self.counter("tokens", tpm, key_id)
             cost = min(tokens, tpm)  # a request larger than the limit still gets through alone
             # FixedWindowRateLimiter.hit
-            counted = self.storage.incr(
-                self._key("tokens", tpm, key_id), item.get_expiry(), amount=cost
-            )
+            counted = self.storage.incr(tokens_used.key, tokens_used.expiry, amount=cost)
             if (counted if self._in_memory else await counted) > tpm:
-                await self._give_back(item, key_id, cost)
-                stats = await _done(self._tokens.get_window_stats(item, "tokens", key_id))
+                await self._give_back(tokens_used, cost)
+                stats = await _done(
+                    self._tokens.get_window_stats(tokens_used.item, "tokens", key_id)
+                )
                 raise _refusal("tokens", tpm, stats.remaining, stats.reset_time, "")
-            charge = TokenCharge(item, key_id, cost)
+            charge = TokenCharge(tokens_used, cost)
         if rpm is not None:
-            item = self._item("requests", rpm)
-            key = self._key("requests", rpm, key_id)
+            requests = self.counter("requests", rpm, key_id)
             if rpm <= MOVING_WINDOW_MAX:  # MovingWindowRateLimiter.hit
                 limiter = self._requests
-                hit = self.storage.acquire_entry(key, rpm, item.get_expiry(), amount=1)
+                hit = self.storage.acquire_entry(requests.key, rpm, requests.expiry, amount=1)
             else:  # SlidingWindowCounterRateLimiter.hit
                 limiter = self._many_requests
-                hit = self.storage.acquire_sliding_window_entry(key, rpm, item.get_expiry(), 1)
+                hit = self.storage.acquire_sliding_window_entry(
+                    requests.key, rpm, requests.expiry, 1
+                )
             if not (hit if self._in_memory else await hit):
                 if charge is not None:
-                    await self._give_back(charge.item, key_id, charge.charged)
-                stats = await _done(limiter.get_window_stats(item, "requests", key_id))
+                    await self._give_back(charge.counter, charge.charged)
+                stats = await _done(limiter.get_window_stats(requests.item, "requests", key_id))
                 raise _refusal("requests", rpm, stats.remaining, stats.reset_time, "")
         return charge
 
-    async def _give_back(self, item: RateLimitItem, key_id: str, amount: int) -> None:
+    async def _give_back(self, counter: Counter, amount: int) -> None:
         """Never below zero, so a refund cannot become credit in the next minute."""
-        key = self._key("tokens", item.amount, key_id)
-        held = await _done(self.storage.get(key))
+        held = await _done(self.storage.get(counter.key))
         if held > 0 and amount > 0:
-            await _done(self.storage.incr(key, item.get_expiry(), amount=-min(amount, held)))
+            await _done(self.storage.incr(counter.key, counter.expiry, amount=-min(amount, held)))
 
     def reconcile(self, charge: TokenCharge, used: int) -> None:
         """Corrects the minute's count to the real usage, off the request path.
@@ -168,8 +171,9 @@ class RateLimits:
         difference = used - charge.charged
         if difference == 0:
             return
-        counter = (charge.item, charge.key_id)
-        self._corrections[counter] = self._corrections.get(counter, 0) + difference
+        counter = charge.counter
+        held = self._corrections.get(counter.key)
+        self._corrections[counter.key] = (counter, held[1] + difference if held else difference)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_later())
 
@@ -179,13 +183,12 @@ class RateLimits:
 
     async def _flush(self) -> None:
         corrections, self._corrections = self._corrections, {}
-        for (item, key_id), difference in corrections.items():
+        for counter, difference in corrections.values():
             with contextlib.suppress(Exception):  # a lost correction loosens one minute only
                 if difference > 0:
-                    key = self._key("tokens", item.amount, key_id)
-                    await _done(self.storage.incr(key, item.get_expiry(), amount=difference))
+                    await _done(self.storage.incr(counter.key, counter.expiry, amount=difference))
                 elif difference < 0:
-                    await self._give_back(item, key_id, -difference)
+                    await self._give_back(counter, -difference)
 
     async def close(self) -> None:
         if self._flusher is not None:
