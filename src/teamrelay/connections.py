@@ -9,6 +9,9 @@ head, hand its body over as it arrives (undoing chunked framing only, never a co
 and pool the connection again when the answer ended cleanly. The relay's own calls (Actions,
 WebSockets) keep aiohttp for its multipart and WebSocket support.
 
+Not for HEAD: httptools cannot be told an answer has no body because of the request's method,
+so an answer to HEAD with a length would wait for that body (the catalog routes no HEAD).
+
 Resource rules: every `Response` ends with `release()`, which pools its connection only when the
 answer was read to its end, or `close()`, which drops it. The body is buffered up to
 `_HIGH_WATER` bytes; past that the socket stops being read until the reader catches up, so a slow
