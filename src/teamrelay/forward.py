@@ -98,16 +98,18 @@ async def forward(upstream: Upstream, call: Call, receive: Receive, send: Send) 
     """Relay one request; errors before the answer starts are sent in OpenAI's shape."""
     exchange = Exchange()
     body = call.body
-    streamed = isinstance(body, RequestBody)
     started = time.perf_counter()
     try:
-        response = await upstream.pool.request(
-            call.method,
-            call.target,
-            call.headers,
-            body.stream() if isinstance(body, RequestBody) else body,
-            streamed_length=streamed and _has_length(call.headers),
-        )
+        if isinstance(body, RequestBody):
+            response = await upstream.pool.request(
+                call.method,
+                call.target,
+                call.headers,
+                body.stream(),
+                streamed_length=_has_length(call.headers),
+            )
+        else:
+            response = await upstream.pool.request(call.method, call.target, call.headers, body)
     except UpstreamError as exc:
         if isinstance(body, RequestBody) and body.error is None and _client_left(exc):
             exchange.aborted = True
@@ -182,7 +184,7 @@ async def _answer(
         exchange.bytes_out = len(payload)
         return
     exchange.streamed = True
-    await send({"type": "http.response.start", "status": response.status, "headers": head})
+    await send({"type": "http.response.start", "status": status, "headers": head})
     body = call.body
     body_done = body is None or isinstance(body, bytes) or body.complete
     watcher = asyncio.create_task(_watch_disconnect(receive, response)) if body_done else None
