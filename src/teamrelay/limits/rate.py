@@ -1,6 +1,6 @@
 """Requests and tokens per minute, per key, with the `limits` library.
 
-State is in memory, or in Redis when RELAY_REDIS_URL is set so every relay process counts
+State is in memory (`LoopMemoryStorage`), or in Redis when RELAY_REDIS_URL is set so every relay process counts
 against the same limits. Requests use a moving window: exact (never more than `rpm` in any 60
 seconds; Redis applies each hit atomically in a script), but it keeps one entry per request
 and costs O(rpm) a hit, so above `MOVING_WINDOW_MAX` requests a minute a sliding window
@@ -20,11 +20,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
-from limits import RateLimitItem, RateLimitItemPerMinute, storage, strategies
+from limits import RateLimitItem, RateLimitItemPerMinute, strategies
 from limits.aio import storage as aio_storage
 from limits.aio import strategies as aio_strategies
 
 from teamrelay.errors import RelayError
+from teamrelay.limits.memory import LoopMemoryStorage
 
 T = TypeVar("T")
 _NAMESPACE = "teamrelay"
@@ -97,7 +98,7 @@ class RateLimits:
             )
             kinds: Any = aio_strategies
         else:
-            self.storage = storage.MemoryStorage()
+            self.storage = LoopMemoryStorage()
             kinds = strategies
         # Whether to await a storage call is known here, so the hot path skips `_done`.
         self._in_memory = not redis_url

@@ -1,0 +1,127 @@
+"""The relay's in-memory `limits` storage answers as the library's own `MemoryStorage` does."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from unittest import mock
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from limits import RateLimitItemPerMinute, storage, strategies
+
+from teamrelay.limits.memory import LoopMemoryStorage
+
+EXPIRY = 10
+# Ticks on a 0.3 s grid never land exactly `EXPIRY` after an earlier hit: at that instant the
+# library's storage answers one way or the other depending on when its expiry thread ran.
+_TICK = 0.3
+
+_operations = st.one_of(
+    st.tuples(st.just("tick"), st.integers(1, 50)),
+    st.tuples(st.just("incr"), st.sampled_from("ab"), st.integers(-3, 5)),
+    st.tuples(st.just("get"), st.sampled_from("ab")),
+    st.tuples(st.just("expiry"), st.sampled_from("ab")),
+    st.tuples(st.just("acquire"), st.sampled_from("cd"), st.integers(1, 5), st.integers(1, 3)),
+    st.tuples(st.just("moving"), st.sampled_from("cd"), st.integers(1, 5)),
+    st.tuples(st.just("slide"), st.sampled_from("ef"), st.integers(1, 8), st.integers(1, 3)),
+    st.tuples(st.just("sliding"), st.sampled_from("ef")),
+)
+
+
+def _apply(store: Any, operation: tuple[Any, ...]) -> object:
+    match operation:
+        case ("incr", key, amount):
+            return store.incr(key, EXPIRY, amount=amount)
+        case ("get", key):
+            return store.get(key)
+        case ("expiry", key):  # after `get`, which drops an expired key from both
+            return store.get(key), store.get_expiry(key)
+        case ("acquire", key, limit, amount):
+            return store.acquire_entry(key, limit, EXPIRY, amount)
+        case ("moving", key, limit):
+            start, count = store.get_moving_window(key, limit, EXPIRY)
+            return (round(start, 6) if count else None), count
+        case ("slide", key, limit, amount):
+            return store.acquire_sliding_window_entry(key, limit, EXPIRY, amount)
+        case ("sliding", key):
+            return tuple(round(value, 6) for value in store.get_sliding_window(key, EXPIRY))
+    raise AssertionError(operation)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_operations, max_size=60))
+def test_every_operation_answers_as_the_librarys_memory_storage(
+    operations: list[tuple[Any, ...]],
+) -> None:
+    now = [1_700_000_000.15]
+    with mock.patch("time.time", lambda: now[0]):
+        ours, theirs = LoopMemoryStorage(), storage.MemoryStorage()
+        try:
+            for operation in operations:
+                if operation[0] == "tick":
+                    now[0] += operation[1] * _TICK
+                    continue
+                assert _apply(ours, operation) == _apply(theirs, operation), operation
+        finally:
+            theirs.timer.cancel()
+
+
+def test_it_starts_no_thread() -> None:
+    before = threading.active_count()
+    store = LoopMemoryStorage()
+    store.incr("k", 60)
+    store.acquire_entry("m", 5, 60)
+    store.acquire_sliding_window_entry("s", 5, 60)
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize(
+    "limiter",
+    [
+        strategies.FixedWindowRateLimiter,
+        strategies.MovingWindowRateLimiter,
+        strategies.SlidingWindowCounterRateLimiter,
+    ],
+)
+def test_the_librarys_strategies_limit_and_report_with_it(limiter: Any) -> None:
+    strategy = limiter(LoopMemoryStorage())
+    item = RateLimitItemPerMinute(3)
+    assert [strategy.hit(item, "key") for _ in range(4)] == [True, True, True, False]
+    stats = strategy.get_window_stats(item, "key")
+    assert stats.remaining == 0
+    strategy.clear(item, "key")
+    assert strategy.hit(item, "key")
+
+
+def test_expired_keys_are_dropped_once_many_are_held() -> None:
+    now = [1_700_000_000.0]
+    with (
+        mock.patch("time.time", lambda: now[0]),
+        mock.patch("teamrelay.limits.memory._SWEEP_ABOVE", 100),
+    ):
+        store = LoopMemoryStorage()
+        for number in range(150):
+            store.incr(f"counter{number}", 60)
+            store.acquire_entry(f"moving{number}", 5, 60)
+            store.acquire_sliding_window_entry(f"sliding{number}", 5, 60)
+        now[0] += 121
+        store.incr("late", 60)
+        store.acquire_entry("late", 5, 60)
+        store.acquire_sliding_window_entry("late", 5, 60)
+        assert (len(store.counters), len(store.entries), len(store.windows)) == (1, 1, 1)
+        assert store.get_expiry("late") == now[0] + 60
+        assert store.get_expiry("counter0") == now[0]
+
+
+def test_a_counter_given_back_to_zero_starts_a_new_window_on_its_next_hit() -> None:
+    """As in the library's storages, Redis included: its window starts when it leaves zero."""
+    now = [1_700_000_000.0]
+    with mock.patch("time.time", lambda: now[0]):
+        store = LoopMemoryStorage()
+        store.incr("tokens", 60, amount=5)
+        store.incr("tokens", 60, amount=-5)
+        now[0] += 30
+        assert store.incr("tokens", 60, amount=2) == 2
+        assert store.get_expiry("tokens") == now[0] + 60
