@@ -174,7 +174,8 @@ async def _answer(
             exchange.status, exchange.error_type = failure.status, failure.code
             await failure.send(send, [(REQUEST_ID, request_id)])
             return
-        payload = _through(tap, payload)
+        if tap is not _PASS:
+            payload = tap.whole(payload)
         if rewrite is not None:
             payload = rewrite(payload)
             head = [h for h in head if h[0].lower() not in _REWRITTEN]
@@ -210,14 +211,6 @@ async def _answer(
                 exchange.aborted = True
                 exchange.error_type = "client_disconnected"
             watcher.cancel()
-
-
-def _through(tap: Tap, payload: bytes) -> bytes:
-    if tap is _PASS:
-        return payload
-    out = tap.feed(payload)
-    rest = tap.finish()
-    return out + rest if rest else out
 
 
 async def _pump(

@@ -8,7 +8,7 @@ from typing import Final, NamedTuple, Protocol
 from teamrelay.body import RequestBody
 from teamrelay.catalog import Operation, model_from_json
 from teamrelay.ledger.prices import Prices
-from teamrelay.tap import estimate_request_tokens
+from teamrelay.tap import output_cap
 
 # Reserved for the answer when the request sets no output cap: settled to the truth after.
 DEFAULT_OUTPUT_TOKENS: Final = 1024
@@ -43,7 +43,7 @@ def estimate(
         return NOTHING
     if isinstance(body, bytes):
         input_tokens = -(-len(body) // _BYTES_PER_TOKEN)
-        output_tokens = estimate_request_tokens(body) - input_tokens or DEFAULT_OUTPUT_TOKENS
+        output_tokens = output_cap(body) or DEFAULT_OUTPUT_TOKENS
         model = model_from_json(body) if priced else None
     else:
         input_tokens, output_tokens, model = 0, DEFAULT_OUTPUT_TOKENS, None

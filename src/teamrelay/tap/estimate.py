@@ -13,5 +13,10 @@ def estimate_request_tokens(body: bytes) -> int:
 
     Base64 images and audio in the body count as text here, so this overestimates them.
     """
-    caps = [int(match.group(1)) for match in _MAX_TOKENS.finditer(body)]
-    return -(-len(body) // BYTES_PER_TOKEN) + max(caps, default=0)
+    return -(-len(body) // BYTES_PER_TOKEN) + output_cap(body)
+
+
+def output_cap(body: bytes) -> int:
+    """The largest `max_*tokens` the body sets, 0 when it sets none."""
+    caps = _MAX_TOKENS.findall(body)
+    return max(map(int, caps)) if caps else 0

@@ -65,6 +65,12 @@ class Tap:
         """The bytes to send on for `chunk`: the same object unless something is removed."""
         return chunk
 
+    def whole(self, body: bytes) -> bytes:
+        """`feed` and `finish` for a body read in one piece."""
+        out = self.feed(body)
+        rest = self.finish()
+        return out + rest if rest else out
+
     def finish(self) -> bytes:
         """The bytes still held back, once the body has ended (or the client has gone)."""
         return b""
@@ -73,13 +79,17 @@ class Tap:
         if not isinstance(obj, dict):
             return
         about = subject(obj)
-        if self.object_id is None and isinstance(about.get("id"), str):
-            self.object_id = about["id"]
-        if self.model is None and isinstance(about.get("model"), str):
-            self.model = about["model"]
-        usage = usage_from(about.get("usage"))
+        if self.object_id is None:
+            object_id = about.get("id")
+            if isinstance(object_id, str):
+                self.object_id = object_id
+        if self.model is None:
+            model = about.get("model")
+            if isinstance(model, str):
+                self.model = model
+        usage = about.get("usage")
         if usage is not None:
-            self.usage = usage
+            self.usage = usage_from(usage) or self.usage
 
 
 @lru_cache(maxsize=64)
@@ -120,6 +130,16 @@ class JsonTap(Tap):
         if len(self._tail) > 2 * TAIL_BYTES:
             del self._tail[:-TAIL_BYTES]
         return chunk
+
+    def whole(self, body: bytes) -> bytes:
+        if len(body) > self._max:
+            return super().whole(body)
+        try:
+            obj = loads(body)
+        except (ValueError, RecursionError):
+            return body
+        self._absorb(obj)
+        return body
 
     def finish(self) -> bytes:
         if self._parts is not None:

@@ -37,7 +37,8 @@ class Usage(NamedTuple):
 
 
 def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """JSON integers only: parsers give exact `int`s, and `True` is no count."""
+    return value if type(value) is int else 0
 
 
 def _detail(usage: dict[str, Any], names: tuple[str, ...], field: str) -> int:
