@@ -30,6 +30,16 @@ _operations = st.one_of(
 )
 
 
+class _Clock:
+    """`time.time` for both storages, moved by the test."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def _apply(store: Any, operation: tuple[Any, ...]) -> object:
     match operation:
         case ("incr", key, amount):
@@ -55,13 +65,13 @@ def _apply(store: Any, operation: tuple[Any, ...]) -> object:
 def test_every_operation_answers_as_the_librarys_memory_storage(
     operations: list[tuple[Any, ...]],
 ) -> None:
-    now = [1_700_000_000.15]
-    with mock.patch("time.time", lambda: now[0]):
+    clock = _Clock(1_700_000_000.15)
+    with mock.patch("time.time", clock):
         ours, theirs = LoopMemoryStorage(), storage.MemoryStorage()
         try:
             for operation in operations:
                 if operation[0] == "tick":
-                    now[0] += operation[1] * _TICK
+                    clock.now += operation[1] * _TICK
                     continue
                 assert _apply(ours, operation) == _apply(theirs, operation), operation
         finally:
@@ -96,9 +106,9 @@ def test_the_librarys_strategies_limit_and_report_with_it(limiter: Any) -> None:
 
 
 def test_expired_keys_are_dropped_once_many_are_held() -> None:
-    now = [1_700_000_000.0]
+    clock = _Clock(1_700_000_000.0)
     with (
-        mock.patch("time.time", lambda: now[0]),
+        mock.patch("time.time", clock),
         mock.patch("teamrelay.limits.memory._SWEEP_ABOVE", 100),
     ):
         store = LoopMemoryStorage()
@@ -106,22 +116,22 @@ def test_expired_keys_are_dropped_once_many_are_held() -> None:
             store.incr(f"counter{number}", 60)
             store.acquire_entry(f"moving{number}", 5, 60)
             store.acquire_sliding_window_entry(f"sliding{number}", 5, 60)
-        now[0] += 121
+        clock.now += 121
         store.incr("late", 60)
         store.acquire_entry("late", 5, 60)
         store.acquire_sliding_window_entry("late", 5, 60)
         assert (len(store.counters), len(store.entries), len(store.windows)) == (1, 1, 1)
-        assert store.get_expiry("late") == now[0] + 60
-        assert store.get_expiry("counter0") == now[0]
+        assert store.get_expiry("late") == clock.now + 60
+        assert store.get_expiry("counter0") == clock.now
 
 
 def test_a_counter_given_back_to_zero_starts_a_new_window_on_its_next_hit() -> None:
     """As in the library's storages, Redis included: its window starts when it leaves zero."""
-    now = [1_700_000_000.0]
-    with mock.patch("time.time", lambda: now[0]):
+    clock = _Clock(1_700_000_000.0)
+    with mock.patch("time.time", clock):
         store = LoopMemoryStorage()
         store.incr("tokens", 60, amount=5)
         store.incr("tokens", 60, amount=-5)
-        now[0] += 30
+        clock.now += 30
         assert store.incr("tokens", 60, amount=2) == 2
-        assert store.get_expiry("tokens") == now[0] + 60
+        assert store.get_expiry("tokens") == clock.now + 60

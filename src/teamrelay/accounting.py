@@ -61,9 +61,10 @@ class Outcome(NamedTuple):
 def outcome_of(ticket: Ticket) -> Outcome:
     exchange = ticket.exchange or _NO_EXCHANGE
     usage, model = _tapped(exchange)
-    input_tokens, output_tokens, cached_tokens, _ = usage or _NO_USAGE
+    if usage is not None:  # then the status does not matter
+        return Outcome(usage[0], usage[1], usage[2], model, exchange.aborted, exchange.status)
     status, _ = _status_of(ticket, exchange)
-    return Outcome(input_tokens, output_tokens, cached_tokens, model, exchange.aborted, status)
+    return Outcome(None, None, None, model, exchange.aborted, status)
 
 
 def _status_of(ticket: Ticket, exchange: Exchange) -> tuple[int, str | None]:

@@ -22,7 +22,9 @@ _ESCAPE: Final = b"\\u"
 
 
 def referenced_ids(body: bytes) -> set[str]:
-    if _ESCAPE not in body:
+    # A one-byte search is a memchr, far cheaper than a two-byte one on a 1 KB body.
+    backslash = body.find(b"\\")
+    if backslash < 0 or body.find(_ESCAPE, backslash) < 0:
         return {match.decode() for match in _LITERAL.findall(body)}
     try:
         document = json.loads(body)

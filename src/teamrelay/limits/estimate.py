@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
 
 from teamrelay.body import RequestBody
@@ -51,8 +50,7 @@ def estimate(
     return Estimate(input_tokens, output_tokens, usd, model)
 
 
-@dataclass(frozen=True, slots=True)
-class Actual:
+class Actual(NamedTuple):
     tokens: int
     usd: float
 

@@ -19,7 +19,7 @@ from teamrelay.errors import RelayError
 from teamrelay.keys.store import KeyRecord
 from teamrelay.ledger.prices import Prices
 from teamrelay.limits.budget import Budgets, Reservation
-from teamrelay.limits.estimate import NOTHING, Actual, Estimate, Used, actual_of, estimate
+from teamrelay.limits.estimate import Actual, Estimate, Used, actual_of, estimate
 from teamrelay.limits.policy import NO_LIMITS, KeyLimits, parse_limits
 from teamrelay.limits.rate import RateLimits, TokenCharge
 
@@ -69,11 +69,7 @@ class Limits:
         limits = self.of(key)
         if not (limits.rated or limits.caps):
             return None
-        guess = (
-            estimate(operation, body, self.prices, priced=limits.priced)
-            if operation.runs_model
-            else NOTHING
-        )
+        guess = estimate(operation, body, self.prices, priced=limits.priced)
         admitted = Admitted(guess, limits.priced)
         if limits.rated:
             try:

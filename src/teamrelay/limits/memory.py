@@ -23,15 +23,20 @@ _SWEEP_ABOVE = 10_000
 
 
 class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport):
-    """Counters hold `(count, expires_at)`; moving windows a deque of hit times, oldest
+    """Counters hold a count and when it expires; moving windows a deque of hit times, oldest
     first; sliding windows `[window index, previous count, current count, expiry]` under one
-    key, where the library's storages keep a key per window."""
+    key, where the library's storages keep a key per window.
+
+    The library wraps each interface method in an exception translator (one more call each);
+    `add`, `enter` and `slide`, behind `incr`, `acquire_entry` and
+    `acquire_sliding_window_entry`, are for the relay's hot path, which needs no translation.
+    """
 
     STORAGE_SCHEME = None
 
     def __init__(self) -> None:
         super().__init__()
-        self.counters: dict[str, tuple[int, float]] = {}
+        self.counters: dict[str, _Count] = {}
         self.entries: dict[str, deque[float]] = {}
         self.windows: dict[str, list[int]] = {}
         self._longest = 0
@@ -41,31 +46,33 @@ class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
         return ValueError
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return self.add(key, expiry, amount)
+
+    def add(self, key: str, expiry: int, amount: int) -> int:
         now = time.time()
         held = self.counters.get(key)
         # As in the library's storages: a window starts when the count leaves zero.
-        if held is None or held[1] <= now or held[0] == 0:
-            if held is None and len(self.counters) > _SWEEP_ABOVE:
-                self._sweep(now)
-            self.counters[key] = (amount, now + expiry)
-            return amount
-        count = held[0] + amount
-        self.counters[key] = (count, held[1])
-        return count
+        if held is not None and held.count and held.expires > now:
+            held.count += amount
+            return held.count
+        if held is None and len(self.counters) > _SWEEP_ABOVE:
+            self._sweep(now)
+        self.counters[key] = _Count(amount, now + expiry)
+        return amount
 
     def get(self, key: str) -> int:
         held = self.counters.get(key)
         if held is None:
             return 0
-        if held[1] <= time.time():
+        if held.expires <= time.time():
             del self.counters[key]
             return 0
-        return held[0]
+        return held.count
 
     def get_expiry(self, key: str) -> float:
         now = time.time()
         held = self.counters.get(key)
-        return held[1] if held is not None and held[1] > now else now
+        return held.expires if held is not None and held.expires > now else now
 
     def check(self) -> bool:
         return True
@@ -83,6 +90,9 @@ class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
         self.windows.pop(key, None)
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        return self.enter(key, limit, expiry, amount)
+
+    def enter(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         if amount > limit:
             return False
         now = time.time()
@@ -114,12 +124,19 @@ class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
     def acquire_sliding_window_entry(
         self, key: str, limit: int, expiry: int, amount: int = 1
     ) -> bool:
+        return self.slide(key, limit, expiry, amount)
+
+    def slide(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         if amount > limit:
             return False
         now = time.time()
-        window = self._window(key, expiry, now)
-        previous = window[1] * _previous_ttl(now, expiry) / expiry if window[1] else 0.0
-        if floor(previous + window[2]) + amount > limit:
+        window = self.windows.get(key)
+        if window is None or window[0] != int(now / expiry):
+            window = self._window(key, expiry, now)
+        count = window[2]
+        if window[1]:
+            count = floor(window[1] * _previous_ttl(now, expiry) / expiry + count)
+        if count + amount > limit:
             return False
         window[2] += amount
         return True
@@ -149,7 +166,7 @@ class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
 
     def _sweep(self, now: float) -> None:
         """Drops the keys whose every entry has expired."""
-        self.counters = {key: held for key, held in self.counters.items() if held[1] > now}
+        self.counters = {key: held for key, held in self.counters.items() if held.expires > now}
         since = now - self._longest
         self.entries = {
             key: held for key, held in self.entries.items() if held and held[-1] >= since
@@ -157,6 +174,14 @@ class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
         self.windows = {
             key: held for key, held in self.windows.items() if (held[0] + 2) * held[3] > now
         }
+
+
+class _Count:
+    __slots__ = ("count", "expires")
+
+    def __init__(self, count: int, expires: float) -> None:
+        self.count = count
+        self.expires = expires
 
 
 def _previous_ttl(now: float, expiry: int) -> float:

@@ -1,10 +1,10 @@
 """Requests and tokens per minute, per key, with the `limits` library.
 
-State is in memory (`LoopMemoryStorage`), or in Redis when RELAY_REDIS_URL is set so every relay process counts
-against the same limits. Requests use a moving window: exact (never more than `rpm` in any 60
-seconds; Redis applies each hit atomically in a script), but it keeps one entry per request
-and costs O(rpm) a hit, so above `MOVING_WINDOW_MAX` requests a minute a sliding window
-counter takes over (O(1); at a minute's boundary it may let one extra request through).
+State is in memory (`LoopMemoryStorage`), or in Redis when RELAY_REDIS_URL is set so every
+relay process counts against the same limits. Requests use a moving window: exact (never more
+than `rpm` in any 60 seconds; Redis applies each hit atomically in a script), but it keeps one
+entry per request, so above `MOVING_WINDOW_MAX` requests a minute a sliding window counter
+takes over (O(1) space; at a minute's boundary it may let one extra request through).
 Tokens use a fixed window: a moving one would keep an entry per token, and a counter can be
 reconciled, the estimate charged at admission corrected by the real usage at the end.
 """
@@ -40,6 +40,14 @@ class Counter(NamedTuple):
     item: RateLimitItem
     key: str
     expiry: int
+    limit: int
+
+
+class Plan(NamedTuple):
+    """A key's counters under its rpm and tpm, looked up once a request."""
+
+    tokens: Counter | None
+    requests: Counter | None
 
 
 @dataclass(slots=True)
@@ -102,23 +110,35 @@ class RateLimits:
             kinds = strategies
         # Whether to await a storage call is known here, so the hot path skips `_done`.
         self._in_memory = not redis_url
+        in_memory = self.storage if isinstance(self.storage, LoopMemoryStorage) else None
+        # Answers at once in memory, an awaitable with Redis.
+        self._add: Any = in_memory.add if in_memory else self.storage.incr
+        self._enter: Any = in_memory.enter if in_memory else self.storage.acquire_entry
+        self._slide: Any = (
+            in_memory.slide if in_memory else self.storage.acquire_sliding_window_entry
+        )
         self._requests = kinds.MovingWindowRateLimiter(self.storage)
         self._many_requests = kinds.SlidingWindowCounterRateLimiter(self.storage)
         self._tokens = kinds.FixedWindowRateLimiter(self.storage)
-        self._counters: dict[tuple[str, int, str], Counter] = {}
+        self._plans: dict[tuple[str, int | None, int | None], Plan] = {}
         self._corrections: dict[str, tuple[Counter, int]] = {}
         self._flusher: asyncio.Task[None] | None = None
 
     def counter(self, what: str, amount: int, key_id: str) -> Counter:
         """`what` ("tokens" or "requests") per minute, at most `amount`, for `key_id`."""
-        counter = self._counters.get((what, amount, key_id))
-        if counter is None:
-            if len(self._counters) >= _KEYS_CACHED:
-                self._counters.clear()
-            item = RateLimitItemPerMinute(amount, namespace=_NAMESPACE)
-            counter = Counter(item, item.key_for(what, key_id), item.get_expiry())
-            self._counters[what, amount, key_id] = counter
-        return counter
+        item = RateLimitItemPerMinute(amount, namespace=_NAMESPACE)
+        return Counter(item, item.key_for(what, key_id), item.get_expiry(), amount)
+
+    def plan(self, key_id: str, rpm: int | None, tpm: int | None) -> Plan:
+        plan = self._plans.get((key_id, rpm, tpm))
+        if plan is None:
+            if len(self._plans) >= _KEYS_CACHED:
+                self._plans.clear()
+            plan = self._plans[key_id, rpm, tpm] = Plan(
+                None if tpm is None else self.counter("tokens", tpm, key_id),
+                None if rpm is None else self.counter("requests", rpm, key_id),
+            )
+        return plan
 
     async def admit(
         self, key_id: str, rpm: int | None, tpm: int | None, tokens: int
@@ -128,11 +148,12 @@ class RateLimits:
         Tokens go first: their counter can be given back if the request limit then refuses.
         """
         charge = None
-        if tpm is not None:
-            tokens_used = self.counter("tokens", tpm, key_id)
+        tokens_used, requests = self.plan(key_id, rpm, tpm)
+        if tokens_used is not None:
+            tpm = tokens_used.limit
             cost = min(tokens, tpm)  # a request larger than the limit still gets through alone
             # FixedWindowRateLimiter.hit
-            counted = self.storage.incr(tokens_used.key, tokens_used.expiry, amount=cost)
+            counted = self._add(tokens_used.key, tokens_used.expiry, cost)
             if (counted if self._in_memory else await counted) > tpm:
                 await self._give_back(tokens_used, cost)
                 stats = await _done(
@@ -140,19 +161,16 @@ class RateLimits:
                 )
                 raise _refusal("tokens", tpm, stats.remaining, stats.reset_time, "")
             charge = TokenCharge(tokens_used, cost)
-        if rpm is not None:
-            requests = self.counter("requests", rpm, key_id)
+        if requests is not None:
+            rpm = requests.limit
             if rpm <= MOVING_WINDOW_MAX:  # MovingWindowRateLimiter.hit
-                limiter = self._requests
-                hit = self.storage.acquire_entry(requests.key, rpm, requests.expiry, amount=1)
+                hit = self._enter(requests.key, rpm, requests.expiry, 1)
             else:  # SlidingWindowCounterRateLimiter.hit
-                limiter = self._many_requests
-                hit = self.storage.acquire_sliding_window_entry(
-                    requests.key, rpm, requests.expiry, 1
-                )
+                hit = self._slide(requests.key, rpm, requests.expiry, 1)
             if not (hit if self._in_memory else await hit):
                 if charge is not None:
                     await self._give_back(charge.counter, charge.charged)
+                limiter = self._requests if rpm <= MOVING_WINDOW_MAX else self._many_requests
                 stats = await _done(limiter.get_window_stats(requests.item, "requests", key_id))
                 raise _refusal("requests", rpm, stats.remaining, stats.reset_time, "")
         return charge
@@ -173,14 +191,19 @@ class RateLimits:
         if difference == 0:
             return
         counter = charge.counter
-        held = self._corrections.get(counter.key)
-        self._corrections[counter.key] = (counter, held[1] + difference if held else difference)
+        corrections = self._corrections
+        held = corrections.get(counter.key)
+        if held is not None:
+            corrections[counter.key] = (counter, held[1] + difference)
+            return
+        corrections[counter.key] = (counter, difference)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_later())
 
     async def _flush_later(self) -> None:
-        await asyncio.sleep(RECONCILE_EVERY)
-        await self._flush()
+        while self._corrections:  # those that came while the last flush was awaited go next
+            await asyncio.sleep(RECONCILE_EVERY)
+            await self._flush()
 
     async def _flush(self) -> None:
         corrections, self._corrections = self._corrections, {}

@@ -19,7 +19,6 @@ from teamrelay.tap.usage import (
     id_in_head,
     loads,
     model_in_head,
-    subject,
     usage_from,
     usage_in_tail,
 )
@@ -78,7 +77,8 @@ class Tap:
     def _absorb(self, obj: Any) -> None:
         if not isinstance(obj, dict):
             return
-        about = subject(obj)
+        inner = obj.get("response")  # Responses stream events wrap the object they are about
+        about = inner if isinstance(inner, dict) else obj
         if self.object_id is None:
             object_id = about.get("id")
             if isinstance(object_id, str):

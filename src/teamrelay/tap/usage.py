@@ -45,7 +45,8 @@ def _detail(usage: dict[str, Any], names: tuple[str, ...], field: str) -> int:
     for name in names:
         details = usage.get(name)
         if isinstance(details, dict):
-            return _count(details.get(field))
+            count = details.get(field)
+            return count if type(count) is int else 0
     return 0
 
 
@@ -69,12 +70,6 @@ def usage_from(value: object) -> Usage | None:
             _detail(value, ("completion_tokens_details",), "reasoning_tokens"),
         )
     return None
-
-
-def subject(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object an answer is about: Responses stream events wrap it in `response`."""
-    inner = obj.get("response")
-    return inner if isinstance(inner, dict) else obj
 
 
 # Salvage from answers too big to parse: OpenAI writes `id` first and `usage` near the end.
