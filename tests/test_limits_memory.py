@@ -112,16 +112,17 @@ def test_expired_keys_are_dropped_once_many_are_held() -> None:
         mock.patch("teamrelay.limits.memory._SWEEP_ABOVE", 100),
     ):
         store = LoopMemoryStorage()
-        for number in range(150):
+        for number in range(150):  # a sweep at 101 keys finds them all live
             store.incr(f"counter{number}", 60)
             store.acquire_entry(f"moving{number}", 5, 60)
             store.acquire_sliding_window_entry(f"sliding{number}", 5, 60)
         clock.now += 121
-        store.incr("late", 60)
-        store.acquire_entry("late", 5, 60)
-        store.acquire_sliding_window_entry("late", 5, 60)
-        assert (len(store.counters), len(store.entries), len(store.windows)) == (1, 1, 1)
-        assert store.get_expiry("late") == clock.now + 60
+        for number in range(60):  # the next, at 203, finds the first 150 expired
+            store.incr(f"late{number}", 60)
+            store.acquire_entry(f"late{number}", 5, 60)
+            store.acquire_sliding_window_entry(f"late{number}", 5, 60)
+        assert (len(store.counters), len(store.entries), len(store.windows)) == (60, 60, 60)
+        assert store.get_expiry("late0") == clock.now + 60
         assert store.get_expiry("counter0") == clock.now
 
 
@@ -135,3 +136,13 @@ def test_a_counter_given_back_to_zero_starts_a_new_window_on_its_next_hit() -> N
         clock.now += 30
         assert store.incr("tokens", 60, amount=2) == 2
         assert store.get_expiry("tokens") == clock.now + 60
+
+
+def test_many_live_keys_are_not_swept_on_every_new_key() -> None:
+    with mock.patch("teamrelay.limits.memory._SWEEP_ABOVE", 100):
+        store = LoopMemoryStorage()
+        with mock.patch.object(store, "_sweep", wraps=store._sweep) as sweep:
+            for number in range(1_000):
+                store.incr(f"counter{number}", 60)
+        assert len(store.counters) == 1_000
+        assert sweep.call_count <= 5  # at 101, 203, 407, 815 keys

@@ -40,6 +40,7 @@ class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
         self.entries: dict[str, deque[float]] = {}
         self.windows: dict[str, list[int]] = {}
         self._longest = 0
+        self._sweep_above = _SWEEP_ABOVE
 
     @property
     def base_exceptions(self) -> type[Exception]:
@@ -55,7 +56,7 @@ class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
         if held is not None and held.count and held.expires > now:
             held.count += amount
             return held.count
-        if held is None and len(self.counters) > _SWEEP_ABOVE:
+        if held is None and len(self.counters) > self._sweep_above:
             self._sweep(now)
         self.counters[key] = _Count(amount, now + expiry)
         return amount
@@ -98,7 +99,7 @@ class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
         now = time.time()
         entries = self._live_entries(key, now - expiry)
         if entries is None:
-            if len(self.entries) > _SWEEP_ABOVE:
+            if len(self.entries) > self._sweep_above:
                 self._sweep(now)
             self._longest = max(self._longest, expiry)
             entries = self.entries[key] = deque()
@@ -155,7 +156,7 @@ class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
         index = int(now / expiry)
         window = self.windows.get(key)
         if window is None:
-            if len(self.windows) > _SWEEP_ABOVE:
+            if len(self.windows) > self._sweep_above:
                 self._sweep(now)
             window = self.windows[key] = [index, 0, 0, expiry]
         elif window[0] != index:
@@ -174,6 +175,9 @@ class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
         self.windows = {
             key: held for key, held in self.windows.items() if (held[0] + 2) * held[3] > now
         }
+        # Many live keys: sweep again only once they have doubled, not on every new key.
+        live = max(len(self.counters), len(self.entries), len(self.windows))
+        self._sweep_above = max(_SWEEP_ABOVE, 2 * live)
 
 
 class _Count:
