@@ -84,8 +84,7 @@ class Isolation:
         return scope is not None and may_create(operation, scope, body)
 
     def lists(self, operation: Operation) -> bool:
-        scope = self.owned.get(operation)
-        return scope is not None and scope.lists
+        return operation in self.owned.lists
 
     async def list_owned(
         self, upstream: Upstream, call: Call, key_id: str, operation: Operation, send: Send

@@ -76,6 +76,7 @@ class OwnedOperations:
             if scope is not None:
                 self._scopes[op] = scope
         self.collections = frozenset(collections)
+        self.lists = frozenset(op for op, scope in self._scopes.items() if scope.lists)
 
     def get(self, operation: Operation) -> Scope | None:
         return self._scopes.get(operation)

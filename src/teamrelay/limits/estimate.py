@@ -46,7 +46,9 @@ def estimate(
         model = model_from_json(body) if priced else None
     else:
         input_tokens, output_tokens, model = 0, DEFAULT_OUTPUT_TOKENS, None
-    usd = (prices.cost(model, input_tokens, output_tokens, 0) or 0.0) if priced else 0.0
+    if not priced:
+        return Estimate(input_tokens, output_tokens)
+    usd = prices.cost(model, input_tokens, output_tokens, 0) or 0.0
     return Estimate(input_tokens, output_tokens, usd, model)
 
 
