@@ -159,6 +159,7 @@ def _measure_rps(
         if r.requests == 0 or r.non_2xx:
             raise RuntimeError(f"wrk against {t}: {r.non_2xx}/{r.requests} non-2xx answers")
         results.rps[t] = max(results.rps.get(t, 0.0), r.rps)
+        results.rps_rounds.setdefault(t, []).append(r.rps)
         results.rps_errors[t] = results.rps_errors.get(t, 0) + r.errors
         _say(
             f"rps {t}: {r.rps:.0f} ({r.requests} requests, avg {r.latency_avg_ms:.2f} ms,"
