@@ -40,7 +40,6 @@ class Counter(NamedTuple):
     item: RateLimitItem
     key: str
     expiry: int
-    limit: int
 
 
 class Plan(NamedTuple):
@@ -100,23 +99,26 @@ class RateLimits:
 
     def __init__(self, redis_url: str | None) -> None:
         self.storage: Any
+        # The hits the hot path makes: answered at once in memory, awaitables with Redis.
+        self._add: Any
+        self._enter: Any
+        self._slide: Any
         if redis_url:
             self.storage = aio_storage.RedisStorage(
                 f"async+{redis_url}", implementation="redispy", key_prefix="TEAMRELAY"
             )
             kinds: Any = aio_strategies
+            self._add, self._enter, self._slide = (
+                self.storage.incr,
+                self.storage.acquire_entry,
+                self.storage.acquire_sliding_window_entry,
+            )
         else:
-            self.storage = LoopMemoryStorage()
+            memory = self.storage = LoopMemoryStorage()
             kinds = strategies
+            self._add, self._enter, self._slide = memory.add, memory.enter, memory.slide
         # Whether to await a storage call is known here, so the hot path skips `_done`.
         self._in_memory = not redis_url
-        in_memory = self.storage if isinstance(self.storage, LoopMemoryStorage) else None
-        # Answers at once in memory, an awaitable with Redis.
-        self._add: Any = in_memory.add if in_memory else self.storage.incr
-        self._enter: Any = in_memory.enter if in_memory else self.storage.acquire_entry
-        self._slide: Any = (
-            in_memory.slide if in_memory else self.storage.acquire_sliding_window_entry
-        )
         self._requests = kinds.MovingWindowRateLimiter(self.storage)
         self._many_requests = kinds.SlidingWindowCounterRateLimiter(self.storage)
         self._tokens = kinds.FixedWindowRateLimiter(self.storage)
@@ -127,7 +129,7 @@ class RateLimits:
     def counter(self, what: str, amount: int, key_id: str) -> Counter:
         """`what` ("tokens" or "requests") per minute, at most `amount`, for `key_id`."""
         item = RateLimitItemPerMinute(amount, namespace=_NAMESPACE)
-        return Counter(item, item.key_for(what, key_id), item.get_expiry(), amount)
+        return Counter(item, item.key_for(what, key_id), item.get_expiry())
 
     def plan(self, key_id: str, rpm: int | None, tpm: int | None) -> Plan:
         plan = self._plans.get((key_id, rpm, tpm))
@@ -150,7 +152,7 @@ class RateLimits:
         charge = None
         tokens_used, requests = self.plan(key_id, rpm, tpm)
         if tokens_used is not None:
-            tpm = tokens_used.limit
+            tpm = tokens_used.item.amount
             cost = min(tokens, tpm)  # a request larger than the limit still gets through alone
             # FixedWindowRateLimiter.hit
             counted = self._add(tokens_used.key, tokens_used.expiry, cost)
@@ -162,7 +164,7 @@ class RateLimits:
                 raise _refusal("tokens", tpm, stats.remaining, stats.reset_time, "")
             charge = TokenCharge(tokens_used, cost)
         if requests is not None:
-            rpm = requests.limit
+            rpm = requests.item.amount
             if rpm <= MOVING_WINDOW_MAX:  # MovingWindowRateLimiter.hit
                 hit = self._enter(requests.key, rpm, requests.expiry, 1)
             else:  # SlidingWindowCounterRateLimiter.hit

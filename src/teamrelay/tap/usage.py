@@ -45,8 +45,7 @@ def _detail(usage: dict[str, Any], names: tuple[str, ...], field: str) -> int:
     for name in names:
         details = usage.get(name)
         if isinstance(details, dict):
-            count = details.get(field)
-            return count if type(count) is int else 0
+            return _count(details.get(field))
     return 0
 
 
