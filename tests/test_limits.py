@@ -127,6 +127,30 @@ async def test_tokens_per_minute_refuse_and_reconcile_to_real_usage() -> None:
         await rates.close()
 
 
+async def test_corrections_made_while_a_flush_runs_are_applied_after_it() -> None:
+    rates = RateLimits(None)
+    try:
+        first = await rates.admit("k5", None, 1000, 500)
+        second = await rates.admit("k6", None, 1000, 500)
+        assert first is not None
+        assert second is not None
+        flush = rates._flush
+
+        async def flush_then_correct() -> None:  # as if a Redis round trip let it in
+            await flush()
+            rates._flush = flush  # type: ignore[method-assign]
+            rates.reconcile(second, 100)
+
+        rates._flush = flush_then_correct  # type: ignore[method-assign]
+        rates.reconcile(first, 100)
+        await asyncio.sleep(0.3)
+        for key_id in ("k5", "k6"):
+            item = rates.counter("tokens", 1000, key_id).item
+            assert rates._tokens.get_window_stats(item, "tokens", key_id).remaining == 900
+    finally:
+        await rates.close()
+
+
 async def test_a_refused_request_gives_its_tokens_back() -> None:
     rates = RateLimits(None)
     try:
