@@ -18,11 +18,10 @@ from types import FrameType
 from bench import client, nginx, payloads, wrk
 from bench.memory import PeakRss
 from bench.processes import Child, free_port, running, wait_http, wait_tcp
-from bench.relays import CORE_ENV, RELAY_CMD, member_key, relay_env
+from bench.relays import CORE_ENV, RELAY_CMD, REPO, member_key, relay_env, upstream_child
 from bench.report import RELAY_TARGETS, TARGETS, Results, checks, notes, percentile, table
 
 MEASUREMENTS = ("rps", "latency", "sse", "upload")
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _csv(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
@@ -123,9 +122,8 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
 
 
 def _start_upstream(args: argparse.Namespace, tmp: Path, port: int, cpus: set[int] | None) -> Child:
-    argv = [sys.executable, "-m", "bench.upstream", "--port", str(port)]
-    argv += ["--sse-events", str(args.sse_events), "--sse-gap-ms", str(args.sse_gap_ms)]
-    return Child("upstream", argv, tmp / "upstream.log", cpus=cpus, cwd=REPO)
+    options = ("--sse-events", str(args.sse_events), "--sse-gap-ms", str(args.sse_gap_ms))
+    return upstream_child(tmp, port, options, cpus)
 
 
 def _start_relay(

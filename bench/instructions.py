@@ -23,9 +23,8 @@ from pathlib import Path
 
 from bench import client, payloads
 from bench.processes import Child, free_port, running, wait_http, wait_tcp
-from bench.relays import CORE_ENV, member_key, relay_env
+from bench.relays import CORE_ENV, REPO, member_key, relay_env, upstream_child
 
-REPO = Path(__file__).resolve().parent.parent
 PROCESSES = {"core": CORE_ENV, "relay": ()}
 _TOTALS = re.compile(rb"^(?:totals|summary): (\d+)", re.M)
 
@@ -94,13 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         tmp = Path(name)
         up_port = free_port()
-        upstream = Child(
-            "upstream",
-            [sys.executable, "-m", "bench.upstream", "--port", str(up_port)],
-            tmp / "upstream.log",
-            cwd=REPO,
-        )
-        wait_tcp(stack.enter_context(running(upstream)), up_port)
+        wait_tcp(stack.enter_context(running(upstream_child(tmp, up_port))), up_port)
         for process in args.processes.split(","):
             results |= _measure(process, args, tmp, up_port)
     print(f"\nteamrelay instructions a request (callgrind, user space), {started}\n")

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import client, payloads
 from bench.processes import Child, free_port, running, wait_http, wait_tcp
-from bench.relays import CORE_ENV, member_key, relay_env
+from bench.relays import CORE_ENV, REPO, member_key, relay_env, upstream_child
 
 CONNECTIONS = 8
 
@@ -131,15 +131,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="teamrelay-opcodes-") as name:
         tmp = Path(name)
         up_port, port = free_port(), free_port()
-        upstream = Child(
-            "upstream", [sys.executable, "-m", "bench.upstream", "--port", str(up_port)],
-            tmp / "upstream.log", cwd=Path(__file__).resolve().parent.parent,
-        )  # fmt: skip
+        upstream = upstream_child(tmp, up_port)
         with running(upstream):
             wait_tcp(upstream, up_port)
             env = relay_env(up_port, tmp, [*(CORE_ENV if args.core else ()), *args.relay_env])
-            repo = str(Path(__file__).resolve().parent.parent)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, (env.get("PYTHONPATH"), repo)))
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, (env.get("PYTHONPATH"), str(REPO))))
             key = member_key(env, tmp) if args.member else payloads.RELAY_KEY
             counts = tmp / "counts.json"
             argv = [sys.executable, "-m", "bench.opcodes", "--serve", str(port), "--out", counts]

@@ -1,4 +1,5 @@
-"""How the bench runs the relay: its environment, its configurations, the member's key."""
+"""How the bench runs the relay: its environment, its configurations, the member's key, and
+the upstream it forwards to."""
 
 import os
 import subprocess
@@ -6,7 +7,9 @@ import sys
 from pathlib import Path
 
 from bench import payloads
+from bench.processes import Child
 
+REPO = Path(__file__).resolve().parent.parent
 RELAY_CMD = ".venv/bin/teamrelay serve --host 127.0.0.1 --port {port} --workers {workers}"
 # The pass-through core: what issue 2 asks of the relay, without the ledger, metrics and
 # request log lines that later issues add (each has its own switch).
@@ -45,3 +48,11 @@ def member_key(env: dict[str, str], tmp: Path) -> str:
     if done.returncode != 0 or not secret.startswith("tr-"):
         raise RuntimeError(f"teamrelay keys create failed: {done.stderr or done.stdout}")
     return secret
+
+
+def upstream_child(
+    tmp: Path, port: int, options: tuple[str, ...] = (), cpus: set[int] | None = None
+) -> Child:
+    """The fast upstream (`bench.upstream`) on `port`, logging into `tmp`."""
+    argv = [sys.executable, "-m", "bench.upstream", "--port", str(port), *options]
+    return Child("upstream", argv, tmp / "upstream.log", cpus=cpus, cwd=REPO)
