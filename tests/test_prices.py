@@ -57,8 +57,18 @@ def test_shipped_prices_load_and_are_sane() -> None:
     shipped = load_prices()
     assert {"gpt-5", "gpt-5-mini", "gpt-4.1", "gpt-4o-mini", "o3"} <= set(shipped.table)
     for name, price in shipped.table.items():
-        assert 0 <= price.cached_input <= price.input, name
-        assert price.output >= 0, name
+        assert price.checked, name
+        assert (price.source or "").startswith("https://"), name
+        if price.input is not None:
+            assert price.cached_input is not None
+            assert 0 <= price.cached_input <= price.input, name
+        assert (price.output or 0) >= 0, name
+        assert (
+            price.bills_tokens
+            or price.per_image
+            or price.per_minute
+            or (price.per_million_characters)
+        ), name
 
 
 def test_operator_file_overrides_and_extends_the_shipped_prices(

@@ -13,7 +13,7 @@ from teamrelay.catalog import cli as catalog_cli
 from teamrelay.check import check
 from teamrelay.config import ConfigError, load_settings
 from teamrelay.keys.cli import keys_app
-from teamrelay.ledger.cli import db_app, usage
+from teamrelay.ledger.cli import db_app, prices, usage
 from teamrelay.oauth.cli import invite, oauth_app
 from teamrelay.observability.logs import logging_config
 from teamrelay.routing import Router
@@ -66,6 +66,7 @@ app.command()(check)
 app.add_typer(keys_app, name="keys", help="Relay keys: create, list, revoke, rotate.")
 app.add_typer(db_app, name="db", help="The relay's database.")
 app.command("usage")(usage)
+app.command("prices")(prices)
 app.add_typer(oauth_app, name="oauth", help="OAuth clients for per-member sign-in.")
 keys_app.command("invite")(invite)
 

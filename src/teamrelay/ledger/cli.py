@@ -1,4 +1,4 @@
-"""`teamrelay db …` and `teamrelay usage`."""
+"""`teamrelay db …`, `teamrelay usage` and `teamrelay prices`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import func, select
 
 from teamrelay.ledger.db import database_url, migrated_engine, shown_url, upgrade
+from teamrelay.ledger.models import LedgerRow
+from teamrelay.ledger.prices import Prices, PricesError, load_prices
 from teamrelay.ledger.usage import By, UsageGroup, UsageReport, parse_since, usage_report
 
 db_app = typer.Typer(help="The relay's database (keys and the usage ledger).", no_args_is_help=True)
@@ -99,3 +102,62 @@ def _table(report: UsageReport) -> Table:
 def _cell(group: UsageGroup, name: str) -> str:
     value = group.counts()[name]
     return f"${value:,.4f}" if name == "cost_usd" else f"{value:,}"
+
+
+def prices(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ledger: Annotated[
+        bool, typer.Option(help="Also list the ledger's models that have no price.")
+    ] = True,
+) -> None:
+    """The price table (shipped, with RELAY_PRICES_FILE laid over it) and the models seen in
+    the ledger that it does not price."""
+    try:
+        table = load_prices()
+    except PricesError as exc:
+        typer.echo(f"teamrelay: {exc}", err=True)
+        raise typer.Exit(2) from None
+    unpriced = asyncio.run(_unpriced(table)) if ledger else {}
+    if as_json:
+        document = {
+            "models": {name: price.to_dict() for name, price in table.table.items()},
+            "tools": table.tools,
+            "unpriced": [{"model": name, "requests": n} for name, n in unpriced.items()],
+        }
+        typer.echo(json.dumps(document, indent=2))
+        return
+    console = Console()
+    shown = Table(title="Prices (US dollars)")
+    for head in ("model", "kind", "prices", "checked", "source"):
+        shown.add_column(head, overflow="fold")
+    for name, price in table.table.items():
+        shown.add_row(
+            name, price.kind, price.described(), price.checked or "-", price.source or "-"
+        )
+    for name, tool in table.tools.items():
+        figures = ", ".join(f"{k} ${v:g}" for k, v in tool.items() if isinstance(v, int | float))
+        shown.add_row(name, "tool", figures, tool.get("checked", "-"), tool.get("source", "-"))
+    console.print(shown)
+    if unpriced:
+        missing = Table(title="Models in the ledger without a price (they cost $0)")
+        missing.add_column("model")
+        missing.add_column("requests", justify="right")
+        for name, count in unpriced.items():
+            missing.add_row(name, f"{count:,}")
+        console.print(missing)
+    elif ledger:
+        console.print("Every model in the ledger has a price.", highlight=False)
+
+
+async def _unpriced(table: Prices) -> dict[str, int]:
+    """The ledger's models without a price, with their request counts, most used first."""
+    count = func.count()
+    query = (
+        select(LedgerRow.model, count)
+        .where(LedgerRow.model.is_not(None))
+        .group_by(LedgerRow.model)
+        .order_by(count.desc(), LedgerRow.model)
+    )
+    async with migrated_engine(database_url()) as engine, engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return {model: n for model, n in rows if table.lookup(model) is None}

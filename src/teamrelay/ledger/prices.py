@@ -1,8 +1,13 @@
-"""Per-model token prices, and the estimated cost of one request.
+"""Per-model prices, and the estimated cost of one request.
 
-The shipped table (`teamrelay/data/prices.toml`) is a snapshot of a public price list; an
-operator's file named by RELAY_PRICES_FILE is laid over it model by model, so a new model or a
-negotiated price needs no release. Costs are estimates: the invoice is the truth.
+The shipped table (`teamrelay/data/prices.toml`) is a snapshot of OpenAI's public price list,
+each entry with the date it was checked and where; an operator's file named by
+RELAY_PRICES_FILE is laid over it model by model, so a new model or a negotiated price needs no
+release. Costs are estimates: the invoice is the truth.
+
+Most models bill tokens (`ModelPrice.input`, `cached_input`, `output`, USD per 1M). Some bill
+the request's shape instead: an image by model, size and quality (`per_image`), speech by the
+characters of its input (`per_million_characters`), audio by its minutes (`per_minute`).
 """
 
 from __future__ import annotations
@@ -11,23 +16,133 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
 _PER_TOKEN = 1e-6
 
+# The sections of a price file; `models` is the older spelling of `text`.
+KINDS: Final = ("text", "image", "speech", "transcription", "embedding", "realtime")
+_SECTIONS: Final = {"models": "text", **{kind: kind for kind in KINDS}}
+_TOKEN_FIELDS: Final = ("input", "cached_input", "output")
+_MODALITY_FIELDS: Final = ("image_input", "image_output", "audio_input", "audio_output")
+_UNIT_FIELDS: Final = ("per_million_characters", "per_minute")
+_TIER_FIELDS: Final = ("batch", "flex")
+_TEXT_FIELDS: Final = ("checked", "source", "default_size", "default_quality", "note")
+_NUMBERS: Final = (*_TOKEN_FIELDS, *_MODALITY_FIELDS, *_UNIT_FIELDS)
+_FIELDS: Final = {*_NUMBERS, *_TIER_FIELDS, *_TEXT_FIELDS, "kind", "per_image"}
+# A usage total that does not split its tokens by modality is priced at the modality the
+# model is for: a transcription's input is audio, speech's output is audio, an image model's
+# output is image tokens, a realtime session is mostly voice (dearer than text: a dollar cap
+# errs towards refusing).
+_UNSPLIT: Final = {
+    "transcription": ("audio_input", None),
+    "speech": (None, "audio_output"),
+    "image": (None, "image_output"),
+    "realtime": ("audio_input", "audio_output"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
-    """US dollars per 1M tokens."""
+    """US dollars per 1M tokens, per image, per 1M characters or per minute.
 
-    input: float
-    cached_input: float
-    output: float
+    `batch` and `flex` multiply the token prices for those service tiers; `per_image` maps
+    `"quality/size"` (`"hd/1024x1792"`) to dollars. `checked` and `source` say where the
+    figures were read and when; they take no part in comparisons.
+    """
+
+    input: float | None = None
+    cached_input: float | None = None
+    output: float | None = None
+    kind: str = "text"
+    image_input: float | None = None
+    image_output: float | None = None
+    audio_input: float | None = None
+    audio_output: float | None = None
+    per_image: Mapping[str, float] = field(default_factory=dict)
+    default_size: str | None = None
+    default_quality: str | None = None
+    per_million_characters: float | None = None
+    per_minute: float | None = None
+    batch: float | None = None
+    flex: float | None = None
+    checked: str | None = field(default=None, compare=False)
+    source: str | None = field(default=None, compare=False)
+    note: str | None = field(default=None, compare=False)
+
+    @property
+    def bills_tokens(self) -> bool:
+        return self.input is not None or self.output is not None
+
+    def token_prices(self) -> tuple[float, float, float]:
+        """Input, cached input and output per 1M tokens for a usage total not split by
+        modality."""
+        input_field, output_field = _UNSPLIT.get(self.kind, (None, None))
+        base_input = self.input or 0.0
+        input_price = _first(getattr(self, input_field) if input_field else None, base_input)
+        output_price = _first(getattr(self, output_field) if output_field else None, self.output)
+        cached = self.cached_input if self.cached_input is not None else input_price
+        return input_price, min(cached, input_price), output_price
+
+    def image_price(self, quality: str | None, size: str | None) -> float | None:
+        """One image's price; an absent or `auto` quality or size takes the model's default,
+        else the dearest listed that matches the rest."""
+        if not self.per_image:
+            return None
+        quality = _chosen(quality, self.default_quality)
+        size = _chosen(size, self.default_size)
+        exact = self.per_image.get(f"{quality}/{size}")
+        if exact is not None:
+            return exact
+        matching = [
+            price
+            for key, price in self.per_image.items()
+            if (quality is None or key.split("/")[0] == quality)
+            and (size is None or key.split("/")[-1] == size)
+        ]
+        return max(matching or self.per_image.values())
+
+    def described(self) -> str:
+        """The prices in one line, for `teamrelay prices`."""
+        parts = []
+        for name in (*_TOKEN_FIELDS, *_MODALITY_FIELDS):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name.replace('_', ' ')} ${value:g}/1M")
+        if self.per_image:
+            parts.append(", ".join(f"{k} ${v:g}" for k, v in self.per_image.items()) + " /image")
+        if self.per_million_characters is not None:
+            parts.append(f"${self.per_million_characters:g}/1M characters")
+        if self.per_minute is not None:
+            parts.append(f"${self.per_minute:g}/minute")
+        for tier in _TIER_FIELDS:
+            value = getattr(self, tier)
+            if value is not None:
+                parts.append(f"{tier} x{value:g}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {"kind": self.kind}
+        for name in (*_NUMBERS, *_TIER_FIELDS, *_TEXT_FIELDS):
+            value = getattr(self, name)
+            if value is not None:
+                shown[name] = value
+        if self.per_image:
+            shown["per_image"] = dict(self.per_image)
+        return shown
+
+
+def _first(value: float | None, fallback: float | None) -> float:
+    return value if value is not None else (fallback or 0.0)
+
+
+def _chosen(value: str | None, default: str | None) -> str | None:
+    return default if value in (None, "", "auto") else value
 
 
 class PricesError(ValueError):
@@ -35,8 +150,11 @@ class PricesError(ValueError):
 
 
 class Prices:
-    def __init__(self, table: Mapping[str, ModelPrice]) -> None:
+    def __init__(
+        self, table: Mapping[str, ModelPrice], tools: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
         self._table = dict(table)
+        self.tools = dict(tools or {})
         self._names = sorted(self._table, key=len, reverse=True)
         self.lookup = lru_cache(maxsize=4096)(self._lookup)
 
@@ -61,18 +179,62 @@ class Prices:
         input_tokens: int | None,
         output_tokens: int | None,
         cached_tokens: int | None,
+        tier: str | None = None,
     ) -> float | None:
-        """None when nothing is known to price: no tokens reported, or a model not listed."""
+        """None when nothing is known to price: no tokens reported, or a model not listed (or
+        listed with no token prices). `tier` is the answer's `service_tier` (`flex`)."""
         if input_tokens is None and output_tokens is None:
             return None
         price = self.lookup(model)
-        if price is None:
+        if price is None or not price.bills_tokens:
             return None
+        input_price, cached_price, output_price = price.token_prices()
         cached = min(cached_tokens or 0, input_tokens or 0)
         uncached = (input_tokens or 0) - cached
         output = output_tokens or 0
-        dollars = uncached * price.input + cached * price.cached_input + output * price.output
-        return dollars * _PER_TOKEN
+        dollars = uncached * input_price + cached * cached_price + output * output_price
+        return dollars * _PER_TOKEN * tier_factor(price, tier)
+
+    def images(
+        self, model: str | None, n: int, quality: str | None, size: str | None
+    ) -> float | None:
+        """`n` images, or None for a model without per-image prices."""
+        price = self.lookup(model)
+        each = price.image_price(quality, size) if price is not None else None
+        return n * each if each is not None else None
+
+    def characters(self, model: str | None, characters: int) -> float | None:
+        price = self.lookup(model)
+        if price is None or price.per_million_characters is None:
+            return None
+        return characters * price.per_million_characters * _PER_TOKEN
+
+    def minutes(self, model: str | None, seconds: float) -> float | None:
+        price = self.lookup(model)
+        if price is None or price.per_minute is None:
+            return None
+        return seconds / 60 * price.per_minute
+
+
+def tier_factor(price: ModelPrice, tier: str | None) -> float:
+    if tier == "flex" and price.flex is not None:
+        return price.flex
+    return 1.0
+
+
+def transcription_seconds(answer: object) -> float | None:
+    """The audio's length an answer reports: `duration` (whisper-1's verbose_json) or a
+    `usage` of `{"type": "duration", "seconds": ...}` (the newer transcription models)."""
+    if not isinstance(answer, dict):
+        return None
+    usage = answer.get("usage")
+    if isinstance(usage, dict) and usage.get("type") == "duration":
+        seconds = usage.get("seconds")
+    else:
+        seconds = answer.get("duration")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        return None
+    return float(seconds)
 
 
 def parse_prices(text: str, source: str) -> dict[str, ModelPrice]:
@@ -80,31 +242,90 @@ def parse_prices(text: str, source: str) -> dict[str, ModelPrice]:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PricesError(f"{source}: {exc}") from None
-    models = document.get("models", {})
-    if not isinstance(models, dict):
-        raise PricesError(f"{source}: [models] must be a table")
-    return {name: _model_price(entry, f"{source}: models.{name}") for name, entry in models.items()}
+    unknown = set(document) - set(_SECTIONS) - {"tools"}
+    if unknown:
+        known = ", ".join(["models", *KINDS])
+        raise PricesError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}: {known}")
+    table: dict[str, ModelPrice] = {}
+    for section, kind in _SECTIONS.items():
+        if section not in document:
+            continue
+        part = document[section]
+        if not isinstance(part, dict):
+            raise PricesError(f"{source}: [{section}] must be a table")
+        # `[text]` holds `models` and the section's defaults; `[models]` holds models only.
+        models = part if section == "models" else part.get("models", {})
+        defaults = {} if section == "models" else {k: v for k, v in part.items() if k != "models"}
+        if not isinstance(models, dict):
+            raise PricesError(f"{source}: [{section}.models] must be a table")
+        for name, entry in models.items():
+            where = f"{source}: {section}{'' if section == 'models' else '.models'}.{name}"
+            if not isinstance(entry, dict):
+                raise PricesError(f"{where} must be a table of prices")
+            table[name] = _model_price({"kind": kind, **defaults, **entry}, where)
+    return table
 
 
-def _model_price(entry: Any, where: str) -> ModelPrice:
-    if not isinstance(entry, dict):
-        raise PricesError(f"{where} must be a table with input and output")
-    unknown = set(entry) - {"input", "cached_input", "output"}
+def _model_price(entry: dict[str, Any], where: str) -> ModelPrice:
+    unknown = set(entry) - _FIELDS
     if unknown:
         raise PricesError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-    values: dict[str, float] = {}
-    for field in ("input", "cached_input", "output"):
-        value = entry.get(field, entry.get("input") if field == "cached_input" else None)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise PricesError(f"{where}.{field} must be a number >= 0 (USD per 1M tokens)")
-        values[field] = float(value)
+    kind = entry["kind"]
+    if kind not in KINDS:
+        raise PricesError(f"{where}.kind must be one of {', '.join(KINDS)}")
+    values: dict[str, Any] = {"kind": kind}
+    for name in (*_NUMBERS, *_TIER_FIELDS):
+        if name in entry:
+            values[name] = _number(entry[name], f"{where}.{name}")
+    for name in _TEXT_FIELDS:
+        if name in entry:
+            if not isinstance(entry[name], str):
+                raise PricesError(f"{where}.{name} must be a string")
+            values[name] = entry[name]
+    if "per_image" in entry:
+        values["per_image"] = _per_image(entry["per_image"], f"{where}.per_image")
+    if kind in ("text", "embedding"):
+        for name in ("input", "output"):
+            if name not in values:
+                raise PricesError(f"{where}.{name} must be a number >= 0 (USD per 1M tokens)")
+    elif not any(name in values for name in (*_NUMBERS, "per_image")):
+        raise PricesError(
+            f"{where}: give input and output (USD per 1M tokens), per_image, "
+            "per_million_characters or per_minute"
+        )
+    if "input" in values:
+        values.setdefault("cached_input", values["input"])
     return ModelPrice(**values)
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise PricesError(f"{where} must be a number >= 0 (US dollars)")
+    return float(value)
+
+
+def _per_image(value: Any, where: str) -> dict[str, float]:
+    if not isinstance(value, dict) or not value:
+        raise PricesError(f'{where} must be a table like {{ "standard/1024x1024" = 0.04 }}')
+    prices = {}
+    for key, price in value.items():
+        if key.count("/") != 1:
+            raise PricesError(f'{where}: "{key}" must be "quality/size"')
+        prices[key] = _number(price, f"{where}.{key}")
+    return prices
+
+
+def parse_tools(text: str) -> dict[str, dict[str, Any]]:
+    """The `[tools]` section as written: shown by `teamrelay prices`, charged nowhere yet."""
+    section = tomllib.loads(text).get("tools", {})
+    defaults = {k: v for k, v in section.items() if not isinstance(v, dict)}
+    return {k: {**defaults, **v} for k, v in section.items() if isinstance(v, dict)}
 
 
 def load_prices(override: Path | str | None = None) -> Prices:
     """The shipped prices, overlaid with `override` or else the file RELAY_PRICES_FILE names."""
-    shipped = resources.files("teamrelay") / "data" / "prices.toml"
-    table = parse_prices(shipped.read_text(encoding="utf-8"), "teamrelay/data/prices.toml")
+    shipped_text = (resources.files("teamrelay") / "data" / "prices.toml").read_text("utf-8")
+    table = parse_prices(shipped_text, "teamrelay/data/prices.toml")
     path = override if override is not None else os.environ.get("RELAY_PRICES_FILE") or None
     if path is not None:
         try:
@@ -112,4 +333,4 @@ def load_prices(override: Path | str | None = None) -> Prices:
         except OSError as exc:
             raise PricesError(f"RELAY_PRICES_FILE: cannot read {path}: {exc.strerror}") from None
         table.update(parse_prices(text, f"RELAY_PRICES_FILE ({path})"))
-    return Prices(table)
+    return Prices(table, parse_tools(shipped_text))
