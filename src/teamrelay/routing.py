@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from teamrelay.body import parse_json
 from teamrelay.catalog import (
     BadParam,
     Catalog,
@@ -81,6 +82,7 @@ class Router:
     def check_model(self, operation: Operation, body: bytes) -> None:
         reason = self.allowlist.refusal(operation, body)
         if reason is not None:
+            parse_json(body)  # a body that does not parse is a 400, not a missing model
             raise RelayError(403, reason, param="model", code="model_not_allowed")
 
     def check_model_name(self, model: str | None) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 from starlette.types import Send
 
@@ -28,10 +29,11 @@ from teamrelay.isolation.owned import (
     OwnedOperations,
     created_id,
     derived_ids,
+    is_owned_id,
     may_create,
 )
 from teamrelay.isolation.owners import Owners
-from teamrelay.isolation.references import referenced_ids
+from teamrelay.isolation.references import form_ids, referenced_ids
 from teamrelay.keys.store import KeyRecord
 from teamrelay.upstream import Upstream
 
@@ -63,20 +65,38 @@ class Isolation:
     async def check(
         self, key_id: str, operation: Operation, path: str, body: bytes | RequestBody | None
     ) -> None:
-        """Raises the 404 for the first id in the request that `key_id` does not own."""
+        """Raises the 404 for the first id in the request that `key_id` does not own: in the
+        path, in a JSON body, or in a form's fields (read by `Admission.body(reads_ids=True)`;
+        a multipart body whose head was not read is refused, not taken as naming nothing)."""
         scope = self.owned.get(operation)
         if scope is not None:
             object_id = scope.path_id(path)
             if object_id is not None and await self.owners.owner_of(object_id) != key_id:
                 raise not_found(scope.collection, object_id)
-        if isinstance(body, bytes):
-            referenced = referenced_ids(body)
-            if referenced:
-                owners = await self.owners.owners_of(referenced)
-                for object_id in sorted(referenced):
-                    owner = owners.get(object_id) or await self.owners.owner_of(object_id)
-                    if owner != key_id:
-                        raise _not_found_anywhere(object_id)
+        if isinstance(body, RequestBody):
+            if body.form is None and body.kind == "multipart":
+                raise RelayError(
+                    400, "The relay could not read this form's fields.", code="invalid_body"
+                )
+            referenced = form_ids(body.form.fields) if body.form is not None else set()
+        else:
+            referenced = referenced_ids(body) if body is not None else set()
+        if referenced:
+            owners = await self.owners.owners_of(referenced)
+            for object_id in sorted(referenced):
+                owner = owners.get(object_id) or await self.owners.owner_of(object_id)
+                if owner != key_id:
+                    raise _not_found_anywhere(object_id)
+
+    async def check_query(self, key_id: str, query: str) -> None:
+        """The same 404 for an owned id in the query string (a cursor, a filter)."""
+        referenced = {value for _, value in parse_qsl(query) if is_owned_id(value)}
+        if referenced:
+            owners = await self.owners.owners_of(referenced)
+            for object_id in sorted(referenced):
+                owner = owners.get(object_id) or await self.owners.owner_of(object_id)
+                if owner != key_id:
+                    raise _not_found_anywhere(object_id)
 
     def records(self, operation: Operation, body: bytes | RequestBody | None) -> bool:
         """Whether a successful answer to this request may create an object to remember."""
