@@ -208,7 +208,10 @@ class Relay:
         path = ticket.path[3:]
         operation = self.router.route(method, path)
         ticket.operation = operation.operation_id
-        body = ticket.body = await self.admission.body(head, operation, receive)
+        reads_ids = self.isolation.confines(ticket.key)
+        body = ticket.body = await self.admission.body(
+            head, operation, receive, reads_ids=reads_ids
+        )
         target = path
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
