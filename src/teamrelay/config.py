@@ -65,6 +65,8 @@ class Settings(BaseSettings):
 
     ledger_enabled: bool = Field(True, validation_alias="RELAY_LEDGER_ENABLED")
     prices_file: Path | None = Field(None, validation_alias="RELAY_PRICES_FILE")
+    # A key with a dollar cap calling a model without a price: refused (403) or allowed at $0.
+    unpriced: Literal["refuse", "allow"] = Field("refuse", validation_alias="RELAY_UNPRICED")
 
     metrics_enabled: bool = Field(True, validation_alias="RELAY_METRICS_ENABLED")
     metrics_token: SecretStr | None = Field(None, validation_alias="RELAY_METRICS_TOKEN")

@@ -102,7 +102,12 @@ class Relay:
         clock = clock or system_clock(settings.test_clock_offset)
         self.tokens = OAuthTokens(self.engine, self.keys, clock)
         budgets = Budgets(self.engine, clock)
-        self.limits = Limits(RateLimits(settings.redis_url), budgets, prices)
+        self.limits = Limits(
+            RateLimits(settings.redis_url),
+            budgets,
+            prices,
+            allow_unpriced=settings.unpriced == "allow",
+        )
         self.isolation = Isolation(
             Owners(self.engine), self.router.catalog, per_key=settings.isolation == "per_key"
         )
@@ -171,7 +176,7 @@ class Relay:
                 call, operation, path = await self._call(scope, receive, head, ticket)
             if key is not None:
                 if key.limits:
-                    admitted = await self.limits.admit(key, operation, ticket.body)
+                    admitted = await self.limits.admit(key, operation, ticket.body, call.headers)
                 confined = self.isolation.confines(key)
                 if confined:
                     await self.isolation.check(key.id, operation, path, ticket.body)

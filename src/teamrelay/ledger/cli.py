@@ -160,4 +160,4 @@ async def _unpriced(table: Prices) -> dict[str, int]:
     )
     async with migrated_engine(database_url()) as engine, engine.connect() as connection:
         rows = (await connection.execute(query)).all()
-    return {model: n for model, n in rows if table.lookup(model) is None}
+    return {model: n for model, n in rows if model and table.lookup(model) is None}

@@ -21,6 +21,10 @@ class Estimate(NamedTuple):
     output_tokens: int = 0
     usd: float = 0.0
     model: str | None = None
+    # Dollars billed by the request's shape (images, speech characters, audio minutes), which
+    # settle the reservation when the answer reports no tokens; `tier` its `service_tier`.
+    billed: float | None = None
+    tier: str | None = None
 
     @property
     def tokens(self) -> int:
@@ -75,14 +79,18 @@ class Used(Protocol):
 
 
 def actual_of(used: Used, guess: Estimate, prices: Prices, *, priced: bool = True) -> Actual:
-    """What the finished request used: its reported usage, else the guess for an answer that
+    """What the finished request used: its reported usage, else what the request's shape bills
+    (images, speech, audio minutes) once it succeeded, else the guess for an answer that
     started and was cut off (generation is billed), else nothing (refused or failed)."""
     if used.input_tokens is not None or used.output_tokens is not None:
         used_in, used_out = used.input_tokens or 0, used.output_tokens or 0
         if not priced:
             return Actual(used_in + used_out, 0.0)
-        cost = prices.cost(used.model or guess.model, used_in, used_out, used.cached_tokens)
-        return Actual(used_in + used_out, cost or 0.0)
+        model = used.model or guess.model
+        cost = prices.cost(model, used_in, used_out, used.cached_tokens, guess.tier)
+        return Actual(used_in + used_out, cost if cost is not None else guess.billed or 0.0)
+    if guess.billed is not None and used.status < 400:
+        return Actual(0, guess.billed)
     if used.aborted and used.status < 400:
         return Actual(guess.tokens, guess.usd)
     return Actual(0, 0.0)

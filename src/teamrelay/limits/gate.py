@@ -8,6 +8,7 @@ budgets reserve in the database.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from limits.errors import StorageError
@@ -18,6 +19,13 @@ from teamrelay.catalog import Operation
 from teamrelay.errors import RelayError
 from teamrelay.keys.store import KeyRecord
 from teamrelay.ledger.prices import Prices
+from teamrelay.limits.billed import (
+    declared_length,
+    form_fields,
+    is_unpriced,
+    priced,
+    unpriced_model,
+)
 from teamrelay.limits.budget import Budgets, Reservation
 from teamrelay.limits.estimate import Actual, Estimate, Used, actual_of, estimate
 from teamrelay.limits.policy import NO_LIMITS, KeyLimits, parse_limits
@@ -39,10 +47,13 @@ class Admitted:
 
 
 class Limits:
-    def __init__(self, rates: RateLimits, budgets: Budgets, prices: Prices) -> None:
+    def __init__(
+        self, rates: RateLimits, budgets: Budgets, prices: Prices, *, allow_unpriced: bool = False
+    ) -> None:
         self.rates = rates
         self.budgets = budgets
         self.prices = prices
+        self.allow_unpriced = allow_unpriced  # RELAY_UNPRICED=allow
         self._parsed: dict[str, tuple[object, KeyLimits]] = {}
 
     def of(self, key: KeyRecord) -> KeyLimits:
@@ -63,13 +74,21 @@ class Limits:
         return parsed
 
     async def admit(
-        self, key: KeyRecord, operation: Operation, body: bytes | RequestBody | None
+        self,
+        key: KeyRecord,
+        operation: Operation,
+        body: bytes | RequestBody | None,
+        headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> Admitted | None:
-        """None when nothing needs settling; raises the 429 that refuses the request."""
+        """None when nothing needs settling; raises the 429 that refuses the request, or the
+        403 for a model without a price on a key with a dollar cap. `headers` are the upstream
+        call's (an upload's Content-Length prices its audio minutes)."""
         limits = self.of(key)
         if not (limits.rated or limits.caps):
             return None
         guess = estimate(operation, body, self.prices, priced=limits.priced)
+        if limits.priced and operation.runs_model:
+            guess = await self._priced(operation, body, guess, headers)
         admitted = Admitted(guess, limits.priced)
         if limits.rated:
             try:
@@ -86,6 +105,21 @@ class Limits:
                     self.rates.reconcile(admitted.charge, 0)
                 raise
         return admitted
+
+    async def _priced(
+        self,
+        operation: Operation,
+        body: bytes | RequestBody | None,
+        guess: Estimate,
+        headers: Sequence[tuple[bytes, bytes]],
+    ) -> Estimate:
+        form, length = None, None
+        if isinstance(body, RequestBody):
+            form, length = await form_fields(body), declared_length(headers)
+        guess = priced(operation, body, guess, self.prices, form=form, length=length)
+        if guess.model and not self.allow_unpriced and is_unpriced(guess.model, self.prices):
+            raise unpriced_model(guess.model)
+        return guess
 
     def settle(self, admitted: Admitted, used: Used) -> None:
         actual = actual_of(used, admitted.guess, self.prices, priced=admitted.priced)

@@ -1,0 +1,163 @@
+"""The dollars of a request a dollar budget reserves, read from the request itself.
+
+Tokens are guessed in `estimate`; this adds what OpenAI bills by the request's shape: images
+by model, count, size and quality; speech by the characters of its input; transcription and
+translation by the audio's minutes, guessed from the upload's size. It also reads a form's
+model (the fields before the file part), so an unpriced model is caught before upstream.
+
+Only keys with a dollar cap come here, so the JSON parse and the form peek cost nothing to
+other keys.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from teamrelay.body import RequestBody
+from teamrelay.catalog import Operation
+from teamrelay.errors import RelayError
+from teamrelay.ledger.prices import Prices
+from teamrelay.limits.estimate import Estimate
+from teamrelay.multipart import PEEK_LIMIT
+
+_NAME: Final = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
+IMAGE_OPERATIONS: Final = frozenset({"createImage", "createImageEdit", "createImageVariation"})
+SPEECH_OPERATIONS: Final = frozenset({"createSpeech"})
+AUDIO_OPERATIONS: Final = frozenset({"createTranscription", "createTranslation"})
+# OpenAI's documented default when `model` is absent: dall-e-2, unless a parameter only the
+# GPT image models take is set (API reference, `model` of /images/generations and /edits).
+DEFAULT_IMAGE_MODEL: Final = "dall-e-2"
+GPT_IMAGE_MODEL: Final = "gpt-image-1"
+_GPT_IMAGE_ONLY: Final = frozenset(
+    {"background", "moderation", "output_compression", "output_format", "partial_images"}
+)
+_GPT_IMAGE_QUALITIES: Final = frozenset({"low", "medium", "high"})
+# The audio's length is unknown before the answer: the upload is taken as 64 kbit/s audio
+# (8,000 bytes a second: twice the minutes of a 128 kbit/s MP3, a quarter of 16 kHz WAV), and
+# an upload of unknown size as the API's 25 MB limit. Settled to this guess unless the answer's
+# usage counts tokens (the tap does not yet pass a `duration` on).
+AUDIO_BYTES_PER_SECOND: Final = 8_000
+MAX_AUDIO_BYTES: Final = 25 * 2**20
+# Speech priced per minute of audio (gpt-4o-mini-tts' estimate): about 150 words a minute.
+CHARACTERS_PER_MINUTE: Final = 900
+
+
+def unpriced_model(model: str) -> RelayError:
+    return RelayError(
+        403,
+        f"The model '{model}' has no price in this relay's table, and this relay key has a "
+        "dollar budget, so its cost could not be counted. Ask the operator to add it to "
+        "RELAY_PRICES_FILE, or to set RELAY_UNPRICED=allow.",
+        param="model",
+        code="model_not_priced",
+    )
+
+
+async def form_fields(body: RequestBody) -> dict[str, bytes]:
+    """The simple fields of a form before its first file part (peeked, not consumed).
+
+    Admission reads forms strictly (`multipart`); this only needs the fields that price a
+    request, so a form it cannot follow just gives fewer fields.
+    """
+    data = await body.peek(_reached_file, PEEK_LIMIT)
+    first = data.split(b"\r\n", 1)[0]
+    if not first.startswith(b"--") or len(first) < 3:
+        return {}
+    fields: dict[str, bytes] = {}
+    for part in data.split(b"\r\n" + first)[:-1]:
+        head, _, value = part.partition(b"\r\n\r\n")
+        if b"filename" in head.lower():
+            break
+        name = _NAME.search(head)
+        if name is not None:
+            fields.setdefault(name.group(1).decode("latin-1"), value)
+    return fields
+
+
+def declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
+    """The Content-Length among `headers` (lower-case names, as ASGI gives them)."""
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _reached_file(head: bytes) -> bool:
+    return b"filename" in head.lower()
+
+
+def priced(
+    operation: Operation,
+    body: bytes | RequestBody | None,
+    guess: Estimate,
+    prices: Prices,
+    *,
+    form: Mapping[str, bytes] | None = None,
+    length: int | None = None,
+) -> Estimate:
+    """`guess` with its model and dollars completed from the request's JSON or form fields."""
+    fields = _fields(body, form)
+    model = _text(fields.get("model")) or guess.model
+    operation_id = operation.operation_id
+    tier = _text(fields.get("service_tier"))
+    if operation_id in IMAGE_OPERATIONS:
+        model = model or _default_image_model(fields)
+        count = _int(fields.get("n"), 1)
+        dollars = prices.images(
+            model, count, _text(fields.get("quality")), _text(fields.get("size"))
+        )
+        return guess._replace(model=model, usd=dollars or 0.0, billed=dollars)
+    if operation_id in SPEECH_OPERATIONS:
+        text = fields.get("input")
+        characters = len(text) if isinstance(text, str) else 0
+        dollars = prices.characters(model, characters)
+        if dollars is None:
+            dollars = prices.minutes(model, 60 * characters / CHARACTERS_PER_MINUTE)
+        return guess._replace(model=model, usd=dollars or 0.0, billed=dollars)
+    if operation_id in AUDIO_OPERATIONS:
+        size = length if length is not None else MAX_AUDIO_BYTES
+        dollars = prices.minutes(model, size / AUDIO_BYTES_PER_SECOND)
+        return guess._replace(model=model, usd=dollars or 0.0, billed=dollars)
+    if model == guess.model and tier is None:
+        return guess
+    usd = prices.cost(model, guess.input_tokens, guess.output_tokens, 0, tier) or 0.0
+    return guess._replace(model=model, usd=usd, tier=tier)
+
+
+def is_unpriced(model: str | None, prices: Prices) -> bool:
+    return bool(model) and prices.lookup(model) is None
+
+
+def _fields(body: bytes | RequestBody | None, form: Mapping[str, bytes] | None) -> dict[str, Any]:
+    if form is not None:
+        return {name: value.decode("utf-8", "replace") for name, value in form.items()}
+    if isinstance(body, bytes) and body[:1] in (b"{", b" ", b"\n", b"\t", b"\r"):
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            return {}
+        return document if isinstance(document, dict) else {}
+    return {}
+
+
+def _default_image_model(fields: Mapping[str, Any]) -> str:
+    if _GPT_IMAGE_ONLY & fields.keys() or fields.get("quality") in _GPT_IMAGE_QUALITIES:
+        return GPT_IMAGE_MODEL
+    return DEFAULT_IMAGE_MODEL
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _int(value: Any, default: int) -> int:
+    if isinstance(value, str):
+        value = int(value) if value.strip().isdigit() else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return default
+    return min(value, 10)  # the API's maximum `n`
