@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from random import getrandbits
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -165,21 +166,41 @@ class Relay:
         ticket = Ticket.open(
             scope["method"], raw_path.decode("latin-1"), head.request_id or new_request_id()
         )
+
+        async def adapt() -> tuple[Call, Operation, str]:
+            ticket.key = await self.authenticate(head, scope="api")
+            if scope["path"] == PROXY_PATH:
+                return await self._proxy_call(scope, receive, head, ticket)
+            return await self._call(scope, receive, head, ticket)
+
+        await self.serve(ticket, adapt, receive, send)
+
+    async def serve(
+        self,
+        ticket: Ticket,
+        adapt: Callable[[], Awaitable[tuple[Call, Operation, str]]],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """The request path's steps, the same for every surface: `adapt` turns the surface's
+        request into one upstream call, its catalog operation and its clean path (and sets
+        `ticket.key` unless the surface already did); then limits, isolation, forward and
+        the ledger row run here, once. Every answer and refusal goes to `send`."""
         operation: Operation | None = None
         path = ""
         admitted: Admitted | None = None
         try:
-            key = ticket.key = await self.authenticate(head, scope="api")
-            if scope["path"] == PROXY_PATH:
-                call, operation, path = await self._proxy_call(scope, receive, head, ticket)
-            else:
-                call, operation, path = await self._call(scope, receive, head, ticket)
+            call, operation, path = await adapt()
+            key = ticket.key
             if key is not None:
                 if key.limits:
-                    admitted = await self.limits.admit(key, operation, ticket.body, call.headers)
+                    admitted = await self.limits.admit(key, operation, ticket.body)
                 confined = self.isolation.confines(key)
                 if confined:
                     await self.isolation.check(key.id, operation, path, ticket.body)
+                    query = call.target.partition("?")[2]
+                    if query:
+                        await self.isolation.check_query(key.id, query)
                     if self.isolation.lists(operation):
                         ticket.exchange = await self.isolation.list_owned(
                             self.upstream, call, key.id, operation, send
@@ -249,12 +270,23 @@ class Relay:
                 405, "Use POST for /v1/proxy.", code="method_not_allowed", headers=allow
             )
         envelope = await self.admission.json_body(head, receive)
+        return self.envelope_call(envelope, scope["headers"], ticket)
+
+    def envelope_call(
+        self,
+        envelope: bytes | Mapping[str, Any],
+        client_headers: list[tuple[bytes, bytes]],
+        ticket: Ticket,
+    ) -> tuple[Call, Operation, str]:
+        """A `{method, path, query, body}` envelope (`/v1/proxy`, the Actions `callOpenAI`,
+        its MCP tool) as one upstream call: the operation is resolved on the clean path,
+        never with the query, and anything the catalog cannot resolve is refused."""
         request = parse_envelope(envelope, self.router.catalog, self.router.policy)
         ticket.operation = request.operation.operation_id
         ticket.body = request.body
         if request.body is not None:
             self.router.check_model(request.operation, request.body)
-        headers = [h for h in scope["headers"] if h[0] not in _ENVELOPE_HEADERS]
+        headers = [h for h in client_headers if h[0] not in _ENVELOPE_HEADERS]
         if request.body is not None:
             headers.append((b"content-type", b"application/json"))
         target = request.path[3:] + (f"?{request.query_string}" if request.query_string else "")

@@ -3,14 +3,16 @@
 # No `from __future__ import annotations`, as in routes.py.
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
+from starlette.types import Message
 
-from teamrelay.actions.calls import Deadline, OpenAICalls, Passthrough, segment
+from teamrelay.accounting import Ticket
+from teamrelay.actions.calls import Deadline, OpenAICalls, Passthrough, retry_after, segment
 from teamrelay.actions.files_in import (
     Fetcher,
     FileRef,
@@ -25,13 +27,18 @@ from teamrelay.actions.files_out import (
     guess_type,
 )
 from teamrelay.actions.schema import ActionsSchema
-from teamrelay.errors import RelayError
-from teamrelay.gateway import Relay
+from teamrelay.catalog import Operation
+from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
+from teamrelay.forward import Call
+from teamrelay.gateway import Relay, new_request_id
 
 PENDING = frozenset({"queued", "in_progress"})
 MAX_BODY = 1024 * 1024
 IDS = r"^[A-Za-z0-9_.:\-]{1,128}$"
 CHUNK = 64 * 1024
+# An answer the relay's path gives an Action is read whole to be cut to fit; past this it is
+# refused rather than held (Actions take 100,000 characters).
+MAX_RELAYED_ANSWER = 16 * 1024 * 1024
 
 
 # The paging parameters every list wrapper takes.
@@ -69,6 +76,49 @@ def id_path(description: str, example: str) -> Any:
     return Path(pattern=IDS, description=description, examples=[example])
 
 
+class Captured:
+    """The ASGI messages of one answer of the relay's path, kept for an Action to reshape."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflow = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = {
+                name.decode("latin-1").lower(): value.decode("latin-1")
+                for name, value in message.get("headers", [])
+            }
+        elif message["type"] == "http.response.body":
+            chunk = message.get("body", b"")
+            self.size += len(chunk)
+            if self.size > MAX_RELAYED_ANSWER:
+                self.overflow = True
+            elif chunk:
+                self.chunks.append(chunk)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def refusal(self) -> Passthrough:
+        """A refusal (the relay's own or the upstream's) as it came, a 429 with Retry-After."""
+        headers = {"content-type": self.headers.get("content-type", "application/json")}
+        if self.status == 429:
+            headers["retry-after"] = retry_after(self.headers)
+        return Passthrough(self.status, self.body, headers)
+
+
+async def _never_disconnects() -> Message:
+    """The Action's body was read already; its connection's end cancels the handler."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
 class Bridge:
     """What the wrappers share: upstream calls, the link signer, the file fetcher, the schema."""
 
@@ -93,6 +143,34 @@ class Bridge:
         )
         self.fetcher = Fetcher(rules, settings.actions_max_file_bytes, settings.actions_ca_file)
         self.schema = ActionsSchema(relay, self.calls)
+
+    async def relayed(
+        self, request: Request, envelope: Mapping[str, Any], deadline: Deadline
+    ) -> Captured:
+        """An envelope through the relay's own request path (`Relay.serve`), exactly as
+        `POST /v1/proxy` takes it: the catalog operation on the clean path, the model
+        allowlist, the key's rate limits and budget, isolation and the ledger row. Only the
+        key (authenticated with the `actions` scope by the wrappers' dependency) and the
+        deadline are the Action's. The answer comes back whole, for the wrapper to fit."""
+        relay = self.relay
+        ticket = Ticket.open(request.method, request.url.path, new_request_id())
+        ticket.key = getattr(request.state, "key", None)
+        headers: list[tuple[bytes, bytes]] = list(request.scope["headers"])
+
+        async def adapt() -> tuple[Call, Operation, str]:
+            return relay.envelope_call(envelope, headers, ticket)
+
+        # The relay's path leaves this call's ledger row; the wrapper route must not.
+        request.state.relayed = True
+        captured = Captured()
+        try:
+            async with asyncio.timeout(max(deadline.remaining(), 0.0)):
+                await relay.serve(ticket, adapt, _never_disconnects, captured.send)
+        except TimeoutError:
+            raise gateway_timeout("within the Action's time budget") from None
+        if captured.overflow:
+            raise bad_gateway("the answer was too large for an Action")
+        return captured
 
     def base_url(self, request: Request) -> str:
         return self.settings.public_url or str(request.base_url).rstrip("/")

@@ -87,7 +87,8 @@ def actions_router(relay: Relay) -> APIRouter:
                     )
                     raise
                 finally:
-                    if keyed_route:
+                    # A call through the relay's own path (callOpenAI) has its row already.
+                    if keyed_route and not getattr(request.state, "relayed", False):
                         ticket.key = getattr(request.state, "key", None)
                         entry = wrapper_entry(ticket, f"actions.{name}", answer)
                         relay.settle(entry, getattr(request.state, "admitted", None))

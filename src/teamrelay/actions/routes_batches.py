@@ -6,7 +6,7 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from teamrelay.actions import results
@@ -25,8 +25,7 @@ from teamrelay.actions.bridge import (
 )
 from teamrelay.actions.calls import segment
 from teamrelay.actions.compact import JsonAnswer, fit_answer
-from teamrelay.catalog import parse_envelope
-from teamrelay.errors import RelayError
+from teamrelay.errors import RelayError, bad_gateway
 
 
 def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
@@ -130,26 +129,15 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
         responses=ok_response("The API's answer.", results.ANY_SCHEMA),
         openapi_extra=route_extra(True),
     )
-    async def call_openai(body: ProxyBody, deadline: Budget) -> Response:
-        proxied = parse_envelope(
-            body.model_dump(exclude_none=True), relay.router.catalog, relay.router.policy
-        )
-        if proxied.body is not None:
-            relay.router.check_model(proxied.operation, proxied.body)
-        target = proxied.path[3:] + (f"?{proxied.query_string}" if proxied.query_string else "")
-        data = None if proxied.body is None else proxied.body
-        response = await calls.open(
-            proxied.method,
-            target,
-            deadline,
-            data=data,
-            content_type="application/json" if data is not None else None,
-        )
+    async def call_openai(request: Request, body: ProxyBody, deadline: Budget) -> Response:
+        # An adapter over `POST /v1/proxy`'s own path (Bridge.relayed): the same steps, once.
+        answer = await bridge.relayed(request, body.model_dump(exclude_none=True), deadline)
+        if answer.status >= 400:
+            raise answer.refusal()
         try:
-            raw = await response.read()
-        finally:
-            response.release()
-        value = json.loads(raw) if raw else {}
+            value = json.loads(answer.body) if answer.body else {}
+        except ValueError:
+            raise bad_gateway("the answer was not JSON") from None
         wrapped = value if isinstance(value, dict) else {"data": value}
         hint = "The answer was cut: ask for less (a smaller limit or a narrower call)."
         return JsonAnswer(fit_answer(wrapped, hint))
