@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from teamrelay.headers import UpstreamHeaders, merge_beta, response_headers
 
 
@@ -49,3 +51,19 @@ def test_response_headers_keep_openai_headers_and_add_the_relay_id() -> None:
         (b"x-ratelimit-remaining-requests", b"99"),
         (b"x-relay-request-id", b"rid"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("sent", "forwarded"),
+    [
+        (b"gzip, deflate", b"gzip, deflate"),
+        (b"gzip, deflate, br, zstd, compress;q=0.5", b"gzip, deflate, br, zstd"),
+        (b"BR;q=0.2, xz", b"BR;q=0.2"),
+        (b"*", b""),
+        (b"identity", b"identity"),
+    ],
+)
+def test_only_codings_the_tap_can_read_are_asked_for(sent: bytes, forwarded: bytes) -> None:
+    headers = UpstreamHeaders("sk-x", organization=None, project=None, beta=())
+    built = headers.build([(b"accept-encoding", sent)], keep_length=False)
+    assert [v for n, v in built if n == b"accept-encoding"] == ([forwarded] if forwarded else [])

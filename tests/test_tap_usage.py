@@ -168,14 +168,15 @@ def test_a_json_body_over_the_cap_with_usage_out_of_reach_gives_none() -> None:
         (None, None),
     ],
 )
-def test_compressed_or_binary_bodies_pass_untouched_and_unread(
+def test_binary_or_undecodable_bodies_pass_untouched_and_unread(
     content_type: str | None, encoding: str | None
 ) -> None:
     tap = Tap.for_response(content_type, encoding)
-    body = json.dumps(CHAT_COMPLETION).encode()
+    body = json.dumps(CHAT_COMPLETION).encode()  # plain JSON labelled compressed: corrupt
     assert tap.feed(body) is body
     assert tap.finish() == b""
     assert tap.usage is None
+    assert tap.unreadable == (encoding is not None)
 
 
 def chat_chunks(include_usage: bool) -> list[dict[str, Any]]:
@@ -284,5 +285,5 @@ def test_request_estimate_is_a_quarter_of_the_bytes_plus_the_output_cap() -> Non
 
 def test_the_public_names_are_exactly_the_exported_ones() -> None:
     public = {name for name in vars(teamrelay.tap) if not name.startswith("_")}
-    modules = {"estimate", "sse", "streamopts", "taps", "usage"}
+    modules = {"decoding", "estimate", "sse", "streamopts", "taps", "usage"}
     assert set(teamrelay.tap.__all__) == public - modules

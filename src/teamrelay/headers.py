@@ -7,6 +7,9 @@ the upstream, so every set here is lower-case bytes, and only upstream names are
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+from teamrelay.tap.decoding import READABLE
 
 HOP_BY_HOP = frozenset(
     {
@@ -39,6 +42,8 @@ _REQUEST_DROPPED = HOP_BY_HOP | {
     b"x-real-ip",
     # The relay answers a client's 100-continue itself (the ASGI server does, on the first read).
     b"expect",
+    # Sent on with only the codings the tap can decode (`readable_codings`).
+    b"accept-encoding",
 }
 
 _REQUEST_DROPPED_WITH_LENGTH = _REQUEST_DROPPED | {b"content-length"}
@@ -82,13 +87,38 @@ class UpstreamHeaders:
         """`client_headers` as ASGI gives them (lower-case names). `keep_length` is false when
         the body is sent as bytes, whose length the client that sends them sets."""
         dropped = _REQUEST_DROPPED if keep_length else _REQUEST_DROPPED_WITH_LENGTH
-        out = [header for header in client_headers if header[0] not in dropped]
+        out = []
+        beta = []
+        for header in client_headers:
+            name = header[0]
+            if name not in dropped:
+                out.append(header)
+            elif name == b"accept-encoding":
+                codings = readable_codings(header[1])
+                if codings:
+                    out.append((name, codings))
+            elif name == b"openai-beta":
+                beta.append(header[1].decode("latin-1"))
         out += self._fixed
-        beta = [value.decode("latin-1") for name, value in client_headers if name == b"openai-beta"]
         if beta or self._beta:
             merged = merge_beta(self._beta, beta)
             out.append((b"openai-beta", _value("OpenAI-Beta", merged)))
         return out
+
+
+@lru_cache(maxsize=256)
+def readable_codings(accept_encoding: bytes) -> bytes:
+    """The client's `Accept-Encoding` less the codings the tap cannot decode (and `*`, which
+    would let the upstream pick one), so every answer stays readable for usage and ids."""
+    kept = [
+        item.strip()
+        for item in accept_encoding.split(b",")
+        if item.partition(b";")[0].strip().lower().decode("latin-1") in _ACCEPTED
+    ]
+    return b", ".join(kept)
+
+
+_ACCEPTED = READABLE | {"identity"}
 
 
 def _value(name: str, value: str) -> bytes:

@@ -23,7 +23,6 @@ class Fault:
       seconds between any two SSE events;
     - `drop_after_events` / `drop_after_bytes`: close the socket after that many SSE events
       or body bytes, with no terminating chunk;
-    - `gzip`: compress a plain body when the client sends `Accept-Encoding: gzip`;
     - `headers`: added to the response.
     """
 
@@ -42,7 +41,6 @@ class Fault:
     sse_interval: float = 0.0
     drop_after_events: int | None = None
     drop_after_bytes: int | None = None
-    gzip: bool = False
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:

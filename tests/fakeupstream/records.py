@@ -31,7 +31,9 @@ class Received:
     status: int | None = None
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     events_sent_at: list[float] = field(default_factory=list)
-    sent: bytearray = field(default_factory=bytearray)  # a streamed body's first MiB, as sent
+    sent: bytearray = field(
+        default_factory=bytearray
+    )  # a streamed body's first MiB, or a compressed one, as on the wire
     dropped_at: float | None = None
     fault: Fault | None = None
 

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.hdrs import ACCEPT_ENCODING
-from aiohttp.web_response import ContentCoding
 
 from . import (
     api_batches,
@@ -28,6 +27,7 @@ from . import (
     api_text,
     api_vector_stores,
 )
+from .encoding import choose, compress, compressible
 from .errors import ApiError
 from .faults import Fault, FaultBook
 from .intake import read_body
@@ -85,10 +85,22 @@ def _fault_reply(fault: Fault) -> web.Response:
 
 
 class FakeUpstream:
-    """Runs in its own thread with its own event loop on 127.0.0.1:<free port>."""
+    """Runs in its own thread with its own event loop on 127.0.0.1:<free port>.
 
-    def __init__(self, *, api_key: str = "sk-test-upstream-0000") -> None:
+    Like OpenAI's edge it compresses JSON answers for clients that accept an encoding;
+    `compress=False` answers uncompressed, `compress_streams=True` compresses SSE too.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "sk-test-upstream-0000",
+        compress: bool = True,
+        compress_streams: bool = False,
+    ) -> None:
         self.api_key = api_key
+        self.compress = self._compress = compress
+        self.compress_streams = self._compress_streams = compress_streams
         self.port = 0
         self.url = ""
         self.base_url = ""
@@ -218,8 +230,9 @@ class FakeUpstream:
         self.log.wipe()
 
     def reset(self) -> None:
-        """Forget every object, logged request and fault."""
+        """Forget every object, logged request and fault; compress as configured."""
         self.clear_faults()
+        self.compress, self.compress_streams = self._compress, self._compress_streams
         if self._store is not None and self._loop is not None:
             self._call(self._store.clear())
         self.clear_log()
@@ -269,6 +282,9 @@ class FakeUpstream:
         )
         self.log.add(received)
         exchange = Exchange(received, received.request_id)
+        coding = choose(request.headers.get(ACCEPT_ENCODING))
+        exchange.coding = coding if self.compress else None
+        exchange.stream_coding = coding if self.compress_streams else None
         request[EXCHANGE] = exchange
         try:
             response = await self._answer(request, handler, exchange)
@@ -329,14 +345,21 @@ class FakeUpstream:
         if response.prepared:
             return
         fault = exchange.fault
-        if not isinstance(response, web.Response) or fault is None:
+        if not isinstance(response, web.Response):
             await response.prepare(request)
             await response.write_eof()
             return
-        if fault.gzip and "gzip" in request.headers.get(ACCEPT_ENCODING, "").lower():
-            response.enable_compression(ContentCoding.gzip)
         body = response.body
-        if fault.drop_after_bytes is not None and isinstance(body, bytes):
+        dropping = fault is not None and fault.drop_after_bytes is not None
+        coding = exchange.coding
+        compressing = coding and compressible(response.content_type)
+        if compressing and isinstance(body, bytes) and not dropping:
+            wire = compress(coding, body)
+            response.body = wire
+            response.headers["Content-Encoding"] = coding
+            response.headers["Vary"] = "Accept-Encoding"
+            exchange.received.sent += wire
+        if dropping and isinstance(body, bytes):
             streamer = await Streamer.open(
                 request,
                 content_type=response.content_type,

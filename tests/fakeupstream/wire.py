@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
+from .encoding import Encoder
 from .errors import ApiError
 from .faults import Fault
 from .intake import Body
@@ -24,6 +25,9 @@ class Exchange:
     request_id: str
     fault: Fault | None = None
     response: web.StreamResponse | None = None
+    # The content coding for plain answers and for SSE streams (None: identity).
+    coding: str | None = None
+    stream_coding: str | None = None
     body: Body = field(default_factory=lambda: Body(sha256="", size=0, content_type=""))
 
 
@@ -64,6 +68,7 @@ class Streamer:
         self.exchange = exchange_of(request)
         self.sent_bytes = 0
         self.sent_events = 0
+        self.encoder: Encoder | None = None
 
     @classmethod
     async def open(
@@ -80,11 +85,18 @@ class Streamer:
         response.content_type = content_type
         if charset is not None:
             response.charset = charset
-        if content_length is not None:
+        coding = exchange_of(request).stream_coding
+        encoder = None
+        if coding and content_type == "text/event-stream":
+            encoder = Encoder(coding)
+            response.headers["Content-Encoding"] = coding
+        elif content_length is not None:
             response.content_length = content_length
         await response.prepare(request)
         exchange_of(request).response = response
-        return cls(request, response)
+        streamer = cls(request, response)
+        streamer.encoder = encoder
+        return streamer
 
     async def event(self, data: str, event: str | None = None) -> None:
         """Send one SSE event, after the fault's interval unless it is the first."""
@@ -103,14 +115,11 @@ class Streamer:
         fault = self.exchange.fault
         limit = fault.drop_after_bytes if fault is not None else None
         if limit is not None and self.sent_bytes + len(data) >= limit:
-            await self.response.write(data[: limit - self.sent_bytes])
+            await self._put(data[: limit - self.sent_bytes])
             self.sent_bytes = limit
             await self.drop()
-        await self.response.write(data)
+        await self._put(data)
         self.sent_bytes += len(data)
-        sent = self.exchange.received.sent
-        if len(sent) < 1 << 20:
-            sent += data
 
     async def drop(self) -> NoReturn:
         """Close the socket with no terminating chunk (close() still flushes what was written)."""
@@ -120,7 +129,18 @@ class Streamer:
             transport.close()
         raise Dropped(self.response)
 
+    async def _put(self, data: bytes) -> None:
+        await self._wire(self.encoder.chunk(data) if self.encoder else data)
+
+    async def _wire(self, data: bytes) -> None:
+        await self.response.write(data)
+        sent = self.exchange.received.sent
+        if len(sent) < 1 << 20:
+            sent += data
+
     async def finish(self) -> None:
+        if self.encoder is not None:
+            await self._wire(self.encoder.end())
         await self.response.write_eof()
 
 

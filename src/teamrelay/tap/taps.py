@@ -12,6 +12,7 @@ import contextlib
 from functools import lru_cache
 from typing import Any
 
+from teamrelay.tap.decoding import DECODED_CAP, Decoder, Unreadable, decoder_for
 from teamrelay.tap.sse import MAX_EVENT_BYTES, EventSplitter, Piece, parse_event
 from teamrelay.tap.streamopts import drop_usage_null, is_usage_chunk
 from teamrelay.tap.usage import (
@@ -34,15 +35,20 @@ _NO_CHOICES = b'"choices":[]'
 
 
 class Tap:
-    """Pass-through for bodies that carry no usage (binary, text, compressed)."""
+    """Pass-through for bodies that carry no usage (binary, text).
 
-    __slots__ = ("model", "object_id", "strips", "usage")
+    `unreadable` says the body should have been read and could not be (an encoding the
+    relay cannot decode, a corrupt or oversized compressed copy): its usage is unknown.
+    """
+
+    __slots__ = ("model", "object_id", "strips", "unreadable", "usage")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.model: str | None = None
         self.object_id: str | None = None
         self.strips = False
+        self.unreadable = False
 
     @classmethod
     def for_response(
@@ -50,12 +56,15 @@ class Tap:
     ) -> Tap:
         """The tap for a body; `strips` tells whether `strip_usage` could be honoured.
 
-        A compressed body is neither read nor edited, so a caller that adds
-        `include_usage` should ask the upstream for an uncompressed answer.
+        A compressed body is read from a decoded copy and never edited, so a caller that
+        adds `include_usage` should ask the upstream for an uncompressed answer.
         """
-        if content_encoding and content_encoding.strip().lower() != "identity":
-            return Tap()
         kind = _kind(content_type)
+        if content_encoding and content_encoding.strip().lower() != "identity":
+            if kind is Tap:
+                return Tap()
+            decoder = decoder_for(content_encoding)
+            return DecodedTap(kind(), decoder) if decoder is not None else _unreadable()
         if kind is SseTap:
             return SseTap(strip_usage)
         return kind()
@@ -90,6 +99,12 @@ class Tap:
         usage = about.get("usage")
         if usage is not None:
             self.usage = usage_from(usage) or self.usage
+
+
+def _unreadable() -> Tap:
+    tap = Tap()
+    tap.unreadable = True
+    return tap
 
 
 @lru_cache(maxsize=64)
@@ -222,3 +237,52 @@ class SseTap(Tap):
             return b""
         raw = piece.raw
         return drop_usage_null(raw) if _USAGE in raw else raw
+
+
+class DecodedTap(Tap):
+    """Reads a decoded copy of a compressed body with an inner tap; passes the bytes as sent."""
+
+    __slots__ = ("_decoded", "_decoder", "_inner")
+
+    def __init__(self, inner: Tap, decoder: Decoder) -> None:
+        super().__init__()
+        self._inner = inner
+        self._decoder: Decoder | None = decoder
+        self._decoded = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                decoder.decode(chunk, self._take)
+            except Unreadable:
+                self._give_up()
+            self._learn()
+        return chunk
+
+    def finish(self) -> bytes:
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                decoder.end(self._take)
+                self._inner.finish()
+            except Unreadable:
+                self._give_up()
+            self._learn()
+            self._decoder = None
+        return b""
+
+    def _take(self, data: bytes) -> None:
+        self._decoded += len(data)
+        if self._decoded > DECODED_CAP:
+            raise Unreadable
+        self._inner.feed(data)
+
+    def _give_up(self) -> None:
+        self._decoder = None
+        self.unreadable = True
+        self._inner.usage = None
+
+    def _learn(self) -> None:
+        inner = self._inner
+        self.usage, self.model, self.object_id = inner.usage, inner.model, inner.object_id
