@@ -194,7 +194,7 @@ class Relay:
             key = ticket.key
             if key is not None:
                 if key.limits:
-                    admitted = await self.limits.admit(key, operation, ticket.body)
+                    admitted = await self.limits.admit(key, operation, ticket.body, call.headers)
                 confined = self.isolation.confines(key)
                 if confined:
                     await self.isolation.check(key.id, operation, path, ticket.body)
