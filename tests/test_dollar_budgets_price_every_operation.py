@@ -20,6 +20,7 @@ from servers import relay_in_thread
 from teamkeys import create_keys_async
 from teamrelay.catalog import load_catalog
 from teamrelay.cli import app
+from teamrelay.config import ConfigError, load_settings
 from teamrelay.ledger.db import create_engine, upgrade
 from teamrelay.ledger.models import LedgerRow
 from teamrelay.ledger.prices import load_prices
@@ -195,3 +196,10 @@ def test_flex_requests_are_priced_at_the_flex_rate() -> None:
         prices.cost("o3", at_flex.input_tokens, at_flex.output_tokens, 0) * 0.5
     )
     assert at_standard.usd > at_flex.usd
+
+
+def test_a_bad_relay_unpriced_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("RELAY_UNPRICED", "maybe")
+    with pytest.raises(ConfigError, match="RELAY_UNPRICED"):
+        load_settings()

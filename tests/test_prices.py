@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from teamrelay.ledger.prices import ModelPrice, Prices, PricesError, load_prices
+from teamrelay.ledger.prices import (
+    ModelPrice,
+    Prices,
+    PricesError,
+    load_prices,
+    transcription_seconds,
+)
 
 
 @pytest.fixture
@@ -110,3 +116,75 @@ def test_a_missing_price_file_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("RELAY_PRICES_FILE", str(tmp_path / "absent.toml"))
     with pytest.raises(PricesError, match="cannot read"):
         load_prices()
+
+
+def test_an_operator_file_prices_images_speech_and_audio_in_their_sections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = tmp_path / "prices.toml"
+    own.write_text(
+        '[image]\nchecked = "2026-11-30"\nsource = "https://example.test/contract"\n'
+        '[image.models.dall-e-3]\nper_image = { "standard/1024x1024" = 0.03 }\n'
+        '[speech.models]\n"tts-1" = { per_million_characters = 10 }\n'
+        '[transcription.models]\n"team-whisper" = { per_minute = 0.004 }\n'
+    )
+    monkeypatch.setenv("RELAY_PRICES_FILE", str(own))
+    prices = load_prices()
+    dalle = prices.lookup("dall-e-3")
+    assert dalle is not None
+    assert (dalle.kind, dalle.checked, dalle.source) == (
+        "image",
+        "2026-11-30",
+        "https://example.test/contract",
+    )
+    assert prices.images("dall-e-3", 2, None, "1024x1024") == pytest.approx(0.06)
+    assert prices.characters("tts-1", 1_000_000) == pytest.approx(10.0)
+    assert prices.minutes("team-whisper", 90) == pytest.approx(0.006)
+    assert prices.images("dall-e-2", 1, None, None) == pytest.approx(0.02)  # shipped, kept
+
+
+@pytest.mark.parametrize(
+    ("content", "names"),
+    [
+        ('[image.models]\n"m" = { per_image = { "1024x1024" = 1 } }\n', "image.models.m.per_image"),
+        ('[image.models]\n"m" = { per_image = { "hd/1024" = -1 } }\n', "image.models.m.per_image"),
+        ('[speech.models]\n"m" = { voice = 1 }\n', "speech.models.m"),
+        ('[speech.models]\n"m" = {}\n', "speech.models.m"),
+        ('[video.models]\n"m" = { per_second = 1 }\n', "video"),
+    ],
+)
+def test_a_bad_entry_of_any_section_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, names: str
+) -> None:
+    own = tmp_path / "prices.toml"
+    own.write_text(content)
+    monkeypatch.setenv("RELAY_PRICES_FILE", str(own))
+    with pytest.raises(PricesError, match=f"RELAY_PRICES_FILE.*{names}"):
+        load_prices()
+
+
+def test_shipped_images_take_openai_defaults_and_auto_takes_the_dearest() -> None:
+    prices = load_prices()
+    assert prices.images("dall-e-2", 1, None, "256x256") == pytest.approx(0.016)
+    assert prices.images("dall-e-3", 1, None, None) == pytest.approx(0.04)  # standard 1024
+    assert prices.images("dall-e-3", 1, "hd", None) == pytest.approx(0.08)
+    assert prices.images("gpt-image-1", 1, "auto", "auto") == pytest.approx(0.25)
+    assert prices.images("gpt-image-1-mini", 1, "low", "1024x1024") == pytest.approx(0.005)
+    assert prices.images("gpt-5", 1, None, None) is None
+
+
+def test_token_totals_of_audio_and_image_models_take_their_modality_price() -> None:
+    prices = load_prices()
+    assert prices.cost("gpt-4o-transcribe", 1_000_000, 0, 0) == pytest.approx(6.0)
+    assert prices.cost("gpt-4o-mini-tts", 0, 1_000_000, 0) == pytest.approx(12.0)
+    assert prices.cost("gpt-image-1", 1_000_000, 1_000_000, 0) == pytest.approx(45.0)
+    assert prices.cost("gpt-realtime-2025-08-28", 1_000_000, 0, 1_000_000) == pytest.approx(0.4)
+    assert prices.cost("o3", 1_000_000, 0, 0, "flex") == pytest.approx(1.0)
+    assert prices.cost("tts-1", 10, 10, 0) is None  # priced per character, not tokens
+
+
+def test_transcription_seconds_read_both_answer_shapes() -> None:
+    assert transcription_seconds({"text": "hi", "duration": 12.5}) == 12.5
+    assert transcription_seconds({"usage": {"type": "duration", "seconds": 7}}) == 7.0
+    assert transcription_seconds({"usage": {"type": "tokens", "input_tokens": 3}}) is None
+    assert transcription_seconds({"duration": True}) is None
