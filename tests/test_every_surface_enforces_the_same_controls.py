@@ -27,6 +27,7 @@ from dbfixtures import ledger_rows
 from fakeupstream import FakeUpstream, input_tokens, reply_words, responses_prompt
 from servers import RunningRelay, relay_in_thread
 from teamkeys import create_keys, create_keys_async
+from teamrelay.mcpserver.actions import action_tools
 
 Envelope = dict[str, Any]
 
@@ -299,3 +300,88 @@ async def test_every_call_leaves_a_ledger_row_with_the_real_usage(
     assert made[0]["output_tokens"] == len(reply_words(texts))
     assert len(rows) == 2, rows
     assert any(r["status"] >= 400 for r in rows)
+
+
+# The other Actions wrappers (and their MCP tools) call their operations on their own, with
+# the same isolation guard; it fails closed on what it cannot resolve.
+WrapperCall = Callable[[RunningRelay, str, str, dict[str, Any]], Awaitable[Answer]]
+
+
+async def _wrapper_over_http(
+    relay: RunningRelay, secret: str, tool: str, arguments: dict[str, Any]
+) -> Answer:
+    async with httpx2.AsyncClient(base_url=relay.url, timeout=20) as http:
+        schema = (await http.get("/openapi.actions.json")).json()
+        action = action_tools(schema)[tool]
+        path, query, body = action.request(arguments)
+        answer = await http.request(
+            action.method,
+            path,
+            params=query,
+            json=body if action.has_body else None,
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+    return Answer(answer.status_code, answer.json())
+
+
+async def _wrapper_over_mcp(
+    relay: RunningRelay, secret: str, tool: str, arguments: dict[str, Any]
+) -> Answer:
+    headers = {"Authorization": f"Bearer {secret}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=20) as http,
+        streamable_http_client(relay.url + "/mcp", http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        result = await session.call_tool(tool, arguments)
+    first = result.content[0]
+    assert isinstance(first, types.TextContent)
+    return Answer(None, json.loads(first.text))
+
+
+WRAPPER_SURFACES: dict[str, WrapperCall] = {
+    "actions": _wrapper_over_http,
+    "mcp": _wrapper_over_mcp,
+}
+
+FOREIGN_TO_WRAPPERS: dict[str, Callable[[Objects], tuple[str, dict[str, Any]]]] = {
+    "getFile": lambda o: ("getFile", {"file_id": o.file}),
+    "getFile_unresolvable_id": lambda o: ("getFile", {"file_id": o.file + ":x"}),
+    "readFileText": lambda o: ("readFileText", {"file_id": o.file}),
+    "getBatch": lambda o: ("getBatch", {"batch_id": o.batch}),
+    "cancelBatch": lambda o: ("cancelBatch", {"batch_id": o.batch}),
+    "getAnswer": lambda o: ("getAnswer", {"response_id": o.response}),
+    "askModel_previous_response": lambda o: (
+        "askModel",
+        {"input": "go on", "previous_response_id": o.response},
+    ),
+    "searchVectorStore": lambda o: (
+        "searchVectorStore",
+        {"vector_store_id": o.vector_store, "query": "notes"},
+    ),
+    "addFilesToVectorStore": lambda o: (
+        "addFilesToVectorStore",
+        {"vector_store_id": o.vector_store, "file_ids": [o.file]},
+    ),
+    "createVectorStore_with_file": lambda o: (
+        "createVectorStore",
+        {"name": "mine now", "file_ids": [o.file]},
+    ),
+}
+
+
+@pytest.mark.parametrize("where", FOREIGN_TO_WRAPPERS)
+@pytest.mark.parametrize("surface", WRAPPER_SURFACES)
+async def test_wrappers_treat_another_keys_id_as_absent(
+    team: Team, fake_upstream: FakeUpstream, surface: str, where: str
+) -> None:
+    tool, arguments = FOREIGN_TO_WRAPPERS[where](team.alice)
+    before = len(fake_upstream.log)
+    call = WRAPPER_SURFACES[surface]
+    answer = await call(team.relay, team.secrets[f"bob_{surface}"], tool, arguments)
+    error = answer.error
+    assert error is not None, answer
+    assert answer.status in (None, 404), answer
+    assert error["type"] == "invalid_request_error", error
+    assert fake_upstream.log[before:] == []

@@ -102,15 +102,23 @@ class OpenAICalls:
         resolution = self._catalog.resolve(method, path)
         return resolution.operation if isinstance(resolution, Matched) else None
 
-    async def _guard(self, method: str, path: str, data: Any) -> None:
-        """The caller's isolation, as on `/v1`: another key's ids are absent (404)."""
+    async def _guard(
+        self, method: str, path: str, data: Any, query: Mapping[str, Any] | None = None
+    ) -> None:
+        """The caller's isolation, as on `/v1`: another key's ids are absent (404). Fails
+        closed: for a confined key, a path the catalog cannot resolve (a query in it, an id
+        with characters an id never has) is refused, never passed unchecked."""
         key = CALLER.get()
         if key is None or not self._isolation.confines(key):
             return
-        operation = self._operation(method, path)
-        if operation is not None:
-            body = data if isinstance(data, bytes) else None
-            await self._isolation.check(key.id, operation, path, body)
+        operation = self._operation(method, path) if "?" not in path else None
+        if operation is None:
+            raise RelayError(404, "No such object.", type="invalid_request_error")
+        body = data if isinstance(data, bytes) else None
+        await self._isolation.check(key.id, operation, path, body)
+        if query:
+            pairs = {k: v for k, v in query.items() if v is not None}
+            await self._isolation.check_query(key.id, urlencode(pairs, doseq=True))
 
     async def _own(self, method: str, path: str, data: Any, answer: Any) -> Any:
         """After a successful call: keep only owned items of a list, remember what was made."""
@@ -161,7 +169,7 @@ class OpenAICalls:
         content_type: str | None = None,
     ) -> aiohttp.ClientResponse:
         """A successful upstream response, not yet read; the caller releases it."""
-        await self._guard(method, path, data)
+        await self._guard(method, path, data, query)
         try:
             response = await self.upstream.session.request(
                 method,
