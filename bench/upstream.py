@@ -6,12 +6,14 @@ It answers three things, whatever the method:
 - `POST /v1/files`: reads the body as it arrives, hashing and discarding it, and answers with the
   byte count and sha256 so the client can check the relay passed every byte;
 - anything else: 404 in OpenAI's error shape.
+A request that accepts gzip gets the JSON answer gzip-compressed, as OpenAI's edge sends it.
 It checks no credentials (the bench measures transport, not auth). Run:
 `python -m bench.upstream --port N [--sse-events 20] [--sse-gap-ms 1]`.
 """
 
 import argparse
 import asyncio
+import gzip
 import hashlib
 import json
 
@@ -21,17 +23,25 @@ import uvloop
 from bench import payloads
 
 
-def _response(status: bytes, content_type: bytes, body: bytes) -> bytes:
+def _response(status: bytes, content_type: bytes, body: bytes, coding: bytes = b"") -> bytes:
     return (
         b"HTTP/1.1 " + status + b"\r\n"
-        b"content-type: " + content_type + b"\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"content-type: "
+        + content_type
+        + b"\r\n"
+        + (b"content-encoding: " + coding + b"\r\n" if coding else b"")
+        + b"content-length: "
+        + str(len(body)).encode()
+        + b"\r\n"
         b"x-request-id: req_bench\r\n"
         b"\r\n" + body
     )
 
 
 CHAT = _response(b"200 OK", b"application/json", payloads.chat_response())
+CHAT_GZIP = _response(
+    b"200 OK", b"application/json", gzip.compress(payloads.chat_response()), b"gzip"
+)
 NOT_FOUND = _response(
     b"404 Not Found",
     b"application/json",
@@ -60,6 +70,7 @@ class Upstream(asyncio.Protocol):
         self.sse_events = sse_events
         self.sse_gap = sse_gap
         self.url = b""
+        self.gzip = False
         self.body: list[bytes] = []
         self.hash: hashlib._Hash | None = None
         self.received = 0
@@ -90,6 +101,10 @@ class Upstream(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"accept-encoding":
+            self.gzip = b"gzip" in value.lower()
+
     def on_headers_complete(self) -> None:
         self.body = []
         self.received = 0
@@ -114,9 +129,10 @@ class Upstream(asyncio.Protocol):
             if payloads.STREAM_MARKER in b"".join(self.body):
                 self.streaming = asyncio.get_running_loop().create_task(self._stream(transport))
             else:
-                transport.write(CHAT)
+                transport.write(CHAT_GZIP if self.gzip else CHAT)
         else:
             transport.write(NOT_FOUND)
+        self.gzip = False
         if not self.parser.should_keep_alive() and self.streaming is None:
             transport.close()
 

@@ -35,10 +35,14 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def write_script(tmp: Path, key: str) -> Path:
-    path = tmp / f"chat-{hashlib.sha256(key.encode()).hexdigest()[:8]}.lua"
+def write_script(tmp: Path, key: str, accept_encoding: str | None = None) -> Path:
+    name = hashlib.sha256(f"{key} {accept_encoding}".encode()).hexdigest()[:8]
+    path = tmp / f"chat-{name}.lua"
     body = payloads.chat_request().decode()
-    path.write_text(SCRIPT.format(body=body, key=key))
+    script = SCRIPT.format(body=body, key=key)
+    if accept_encoding is not None:
+        script += f'wrk.headers["Accept-Encoding"] = "{accept_encoding}"\n'
+    path.write_text(script)
     return path
 
 

@@ -157,3 +157,27 @@ def test_a_member_uses_what_it_just_made_and_another_member_cannot(
             with pytest.raises(openai.NotFoundError):
                 fetch(object_id)
         assert file.id not in {f.id for f in bob.files.list()}
+
+
+def test_an_answer_that_cannot_be_read_spends_its_reservation_and_says_so(
+    upstream: FakeUpstream, ledger_url: str
+) -> None:
+    secrets = create_keys(ledger_url, alice={"daily_tokens": 200})
+    upstream.faults("/v1/chat/completions", headers={"Content-Encoding": "xz"})
+    with relay_in_thread(upstream.base_url, RELAY_DATABASE_URL=ledger_url) as relay:
+        headers = {"Authorization": f"Bearer {secrets['alice']}", "Accept-Encoding": "gzip"}
+        body = {**CHAT, "max_completion_tokens": 36}  # 40 or more reserved a call
+        statuses = [
+            httpx2.post(relay.base_url + "/chat/completions", json=body, headers=headers)
+            for _ in range(8)
+        ]
+        metrics = httpx2.get(relay.url + "/metrics", headers=headers).text
+    codes = [r.status_code for r in statuses]
+    passed = codes.count(200)
+    assert 0 < passed <= 5  # settled as zero, all eight would pass
+    assert codes == [200] * passed + [429] * (8 - passed)
+    rows = [r for r in asyncio.run(ledger_rows(ledger_url)) if r["status"] == 200]
+    assert len(rows) == passed
+    assert all(r["usage_unknown"] and r["input_tokens"] is None for r in rows)
+    counted = f'teamrelay_usage_unknown_total{{operation="createChatCompletion"}} {passed}.0'
+    assert counted in metrics

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -96,6 +97,7 @@ class LedgerRow(Base):
     reasoning_tokens: Mapped[int | None]
     upstream_request_id: Mapped[str | None]
     error_type: Mapped[str | None]
+    usage_unknown: Mapped[bool] = mapped_column(default=False, server_default=false())
     cost_usd: Mapped[float | None]
 
 

@@ -67,6 +67,8 @@ class LedgerEntry:
     reasoning_tokens: int | None
     upstream_request_id: str | None
     error_type: str | None
+    # A successful answer whose usage could not be read: its reservation stood as the spend.
+    usage_unknown: bool = False
 
 
 _FIELDS = tuple(f.name for f in fields(LedgerEntry))

@@ -47,6 +47,11 @@ TTFB = Histogram(
 TOKENS = Counter("teamrelay_tokens", "Tokens reported by the upstream.", ["kind", "model", "key"])
 COST = Counter("teamrelay_cost_usd", "Estimated cost from the price table.", ["model", "key"])
 UPSTREAM_ERRORS = Counter("teamrelay_upstream_errors", "Upstream failures by kind.", ["kind"])
+USAGE_UNKNOWN = Counter(
+    "teamrelay_usage_unknown",
+    "Answers whose usage could not be read; their reservation was kept as the spend.",
+    ["operation"],
+)
 STREAMS = Gauge(
     "teamrelay_streams_in_flight", "Streamed answers being relayed.", multiprocess_mode="livesum"
 )
@@ -85,6 +90,8 @@ class Metrics:
             observe[0](entry.duration_ms / 1000)
             if entry.ttfb_ms is not None:
                 observe[1](entry.ttfb_ms / 1000)
+            if entry.usage_unknown:
+                self._child(USAGE_UNKNOWN, operation).inc()
             if entry.error_type in _UPSTREAM_ERRORS:
                 self._child(UPSTREAM_ERRORS, _UPSTREAM_ERRORS[entry.error_type]).inc()
             if entry.input_tokens is not None or entry.output_tokens is not None:
