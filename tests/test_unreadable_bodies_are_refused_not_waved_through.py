@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
+from sqlalchemy import insert
 
 from fakeupstream import FakeUpstream
 from servers import RELAY_KEY, RunningRelay, relay_in_thread
@@ -55,9 +56,7 @@ async def keys_and_containers(url: str) -> dict[str, str]:
         async with engine.begin() as connection:
             for row in rows:
                 await connection.execute(
-                    ObjectRow.__table__.insert().values(
-                        **row, collection="/containers", created_at=now
-                    )
+                    insert(ObjectRow).values(**row, collection="/containers", created_at=now)
                 )
         return secrets
     finally:
