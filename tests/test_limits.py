@@ -127,6 +127,31 @@ async def test_tokens_per_minute_refuse_and_reconcile_to_real_usage() -> None:
         await rates.close()
 
 
+async def test_the_next_request_sees_the_refund_of_the_last_at_once() -> None:
+    rates = RateLimits(None)
+    try:
+        for _ in range(50):  # each estimated 300, each used 10: no waiting for a batch
+            charge = await rates.admit("k7", None, 1000, 300)
+            assert charge is not None
+            rates.reconcile(charge, 10)
+        item = rates.counter("tokens", 1000, "k7").item
+        assert rates._tokens.get_window_stats(item, "tokens", "k7").remaining == 1000 - 50 * 10
+    finally:
+        await rates.close()
+
+
+def test_uncapped_requests_reserve_the_output_their_operation_makes() -> None:
+    catalog, prices = load_catalog(), load_prices()
+    body = b'{"model":"m","input":"hi"}'
+    for operation_id in ("createChatCompletion", "createResponse"):
+        guess = estimate(catalog.by_id[operation_id], body, prices, text_output=300)
+        assert guess.output_tokens == 300
+    assert estimate(catalog.by_id["createEmbedding"], body, prices).output_tokens == 0
+    assert estimate(catalog.by_id["createImage"], body, prices).output_tokens == 1024
+    capped = b'{"model":"m","input":"hi","max_output_tokens":40}'
+    assert estimate(catalog.by_id["createResponse"], capped, prices).output_tokens == 40
+
+
 async def test_corrections_made_while_a_flush_runs_are_applied_after_it() -> None:
     rates = RateLimits(None)
     try:
@@ -134,6 +159,7 @@ async def test_corrections_made_while_a_flush_runs_are_applied_after_it() -> Non
         second = await rates.admit("k6", None, 1000, 500)
         assert first is not None
         assert second is not None
+        rates._batched = True  # as with Redis, whose corrections are awaited
         flush = rates._flush
 
         async def flush_then_correct() -> None:  # as if a Redis round trip let it in

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import openai
@@ -238,3 +239,29 @@ async def test_a_spent_budget_is_refused_everywhere_until_the_window_resets(
         for name in ("alice", "bob"):
             with _sdk(next_day, secrets[name]) as sdk:
                 _chat(sdk)
+
+
+async def test_twenty_tiny_sdk_calls_in_a_burst_fit_5000_tokens_per_minute(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/team.db"
+    secrets = await create_keys_async(url, alice={"tpm": 5000})
+    with relay_in_thread(upstream.base_url, RELAY_DATABASE_URL=url) as relay:
+        async with openai.AsyncOpenAI(
+            base_url=relay.base_url, api_key=secrets["alice"], max_retries=0
+        ) as sdk:
+            messages: list[Any] = [{"role": "user", "content": "hi"}]
+            answers = await asyncio.gather(
+                *(
+                    sdk.chat.completions.create(model="gpt-4o-mini", messages=messages)
+                    for _ in range(20)
+                )
+            )
+            used = sum(a.usage.total_tokens for a in answers if a.usage is not None)
+            assert used < 1000
+            # Each reserves about 1,000 and uses about 33, settled as its answer ends: the
+            # next call sees the refund, so five times the minute's tokens get reserved.
+            for _ in range(25):
+                await sdk.chat.completions.create(
+                    model="gpt-4o-mini", messages=messages, max_tokens=1000
+                )

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from teamrelay.actions.limits import DEFAULT_FILE_HOSTS
+from teamrelay.limits.estimate import DEFAULT_OUTPUT_TOKENS
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/teamrelay.db"
 
@@ -100,6 +101,9 @@ class Settings(BaseSettings):
     actions_ca_file: Path | None = Field(None, validation_alias="RELAY_ACTIONS_CA_FILE")
 
     # Limits and isolation
+    default_output_tokens: int = Field(
+        DEFAULT_OUTPUT_TOKENS, ge=0, validation_alias="RELAY_DEFAULT_OUTPUT_TOKENS"
+    )
     isolation: Literal["per_key", "shared"] = Field("per_key", validation_alias="RELAY_ISOLATION")
     test_clock_offset: float = Field(0.0, validation_alias="RELAY_TEST_CLOCK_OFFSET")
 

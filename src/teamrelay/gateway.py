@@ -107,6 +107,7 @@ class Relay:
             RateLimits(settings.redis_url),
             budgets,
             prices,
+            settings.default_output_tokens,
             allow_unpriced=settings.unpriced == "allow",
         )
         self.isolation = Isolation(

@@ -9,8 +9,25 @@ from teamrelay.catalog import Operation, model_from_json
 from teamrelay.ledger.prices import Prices
 from teamrelay.tap import output_cap
 
-# Reserved for the answer when the request sets no output cap: settled to the truth after.
-DEFAULT_OUTPUT_TOKENS: Final = 1024
+# Output tokens reserved when a request sets no `max_*tokens`, by what its operation makes;
+# settled to the real usage when the answer ends. Text generation reserves
+# RELAY_DEFAULT_OUTPUT_TOKENS (this by default: a short answer); embeddings and token counts
+# make no output; other model calls (images, audio, video) make more, less predictably.
+DEFAULT_OUTPUT_TOKENS: Final = 200
+TEXT_OPERATIONS: Final = frozenset(
+    {
+        "createChatCompletion",
+        "createCompletion",
+        "createResponse",
+        "beta_createResponse",
+        "createRun",
+        "createThreadAndRun",
+    }
+)
+NO_OUTPUT_OPERATIONS: Final = frozenset(
+    {"createEmbedding", "createModeration", "Getinputtokencounts", "beta_Getinputtokencounts"}
+)
+OTHER_OUTPUT_TOKENS: Final = 1024
 _BYTES_PER_TOKEN: Final = 4
 
 
@@ -34,10 +51,23 @@ class Estimate(NamedTuple):
 NOTHING: Final = Estimate()
 
 
+def default_output(operation: Operation, text_tokens: int = DEFAULT_OUTPUT_TOKENS) -> int:
+    """The output reserved for `operation` when its request sets no cap."""
+    if operation.operation_id in TEXT_OPERATIONS:
+        return text_tokens
+    return 0 if operation.operation_id in NO_OUTPUT_OPERATIONS else OTHER_OUTPUT_TOKENS
+
+
 def estimate(
-    operation: Operation, body: bytes | RequestBody | None, prices: Prices, *, priced: bool = True
+    operation: Operation,
+    body: bytes | RequestBody | None,
+    prices: Prices,
+    *,
+    priced: bool = True,
+    text_output: int = DEFAULT_OUTPUT_TOKENS,
 ) -> Estimate:
-    """Operations that run no model cost nothing; a form (audio, images) reserves the default.
+    """Operations that run no model cost nothing; a form (audio, images) reserves its
+    operation's default output. `text_output` is RELAY_DEFAULT_OUTPUT_TOKENS.
 
     Without `priced` the body is not parsed for its model and `usd` stays 0 (tpm needs tokens
     only).
@@ -46,10 +76,10 @@ def estimate(
         return NOTHING
     if isinstance(body, bytes):
         input_tokens = -(-len(body) // _BYTES_PER_TOKEN)
-        output_tokens = output_cap(body) or DEFAULT_OUTPUT_TOKENS
+        output_tokens = output_cap(body) or default_output(operation, text_output)
         model = model_from_json(body) if priced else None
     else:
-        input_tokens, output_tokens, model = 0, DEFAULT_OUTPUT_TOKENS, None
+        input_tokens, output_tokens, model = 0, default_output(operation, text_output), None
     if not priced:
         return Estimate(input_tokens, output_tokens)
     usd = prices.cost(model, input_tokens, output_tokens, 0) or 0.0

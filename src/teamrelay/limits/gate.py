@@ -27,7 +27,14 @@ from teamrelay.limits.billed import (
     unpriced_model,
 )
 from teamrelay.limits.budget import Budgets, Reservation
-from teamrelay.limits.estimate import Actual, Estimate, Used, actual_of, estimate
+from teamrelay.limits.estimate import (
+    DEFAULT_OUTPUT_TOKENS,
+    Actual,
+    Estimate,
+    Used,
+    actual_of,
+    estimate,
+)
 from teamrelay.limits.policy import NO_LIMITS, KeyLimits, parse_limits
 from teamrelay.limits.rate import RateLimits, TokenCharge
 
@@ -48,11 +55,18 @@ class Admitted:
 
 class Limits:
     def __init__(
-        self, rates: RateLimits, budgets: Budgets, prices: Prices, *, allow_unpriced: bool = False
+        self,
+        rates: RateLimits,
+        budgets: Budgets,
+        prices: Prices,
+        text_output: int = DEFAULT_OUTPUT_TOKENS,
+        *,
+        allow_unpriced: bool = False,
     ) -> None:
         self.rates = rates
         self.budgets = budgets
         self.prices = prices
+        self.text_output = text_output  # RELAY_DEFAULT_OUTPUT_TOKENS
         self.allow_unpriced = allow_unpriced  # RELAY_UNPRICED=allow
         self._parsed: dict[str, tuple[object, KeyLimits]] = {}
 
@@ -86,7 +100,9 @@ class Limits:
         limits = self.of(key)
         if not (limits.rated or limits.caps):
             return None
-        guess = estimate(operation, body, self.prices, priced=limits.priced)
+        guess = estimate(
+            operation, body, self.prices, priced=limits.priced, text_output=self.text_output
+        )
         if limits.priced and operation.runs_model:
             guess = await self._priced(operation, body, guess, headers)
         admitted = Admitted(guess, limits.priced)

@@ -6,7 +6,8 @@ than `rpm` in any 60 seconds; Redis applies each hit atomically in a script), bu
 entry per request, so above `MOVING_WINDOW_MAX` requests a minute a sliding window counter
 takes over (O(1) space; at a minute's boundary it may let one extra request through).
 Tokens use a fixed window: a moving one would keep an entry per token, and a counter can be
-reconciled, the estimate charged at admission corrected by the real usage at the end.
+reconciled, the estimate charged at admission corrected by the real usage when the answer
+ends, before the next request is admitted (in memory; Redis gets it one round trip later).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from teamrelay.limits.memory import LoopMemoryStorage
 T = TypeVar("T")
 _NAMESPACE = "teamrelay"
 MOVING_WINDOW_MAX = 10_000
-RECONCILE_EVERY = 0.05
 _KEYS_CACHED = 10_000
 
 
@@ -119,6 +119,8 @@ class RateLimits:
             self._add, self._enter, self._slide = memory.add, memory.enter, memory.slide
         # Whether to await a storage call is known here, so the hot path skips `_done`.
         self._in_memory = not redis_url
+        # Redis corrections are awaited, so they go in batches off the request path.
+        self._batched = bool(redis_url)
         self._requests = kinds.MovingWindowRateLimiter(self.storage)
         self._many_requests = kinds.SlidingWindowCounterRateLimiter(self.storage)
         self._tokens = kinds.FixedWindowRateLimiter(self.storage)
@@ -184,15 +186,25 @@ class RateLimits:
             await _done(self.storage.incr(counter.key, counter.expiry, amount=-min(amount, held)))
 
     def reconcile(self, charge: TokenCharge, used: int) -> None:
-        """Corrects the minute's count to the real usage, off the request path.
+        """Corrects the minute's count to the real usage, at once: the next request sees it.
 
-        Corrections are summed per counter and applied together every `RECONCILE_EVERY`
-        seconds, so a busy key costs one storage round trip per interval, not per request.
+        In memory that is two dictionary operations. With Redis a flush starts now; the
+        corrections that come while it is awaited are summed per counter and go in the next,
+        so a busy key costs one round trip per flush, not per request.
         """
         difference = used - charge.charged
         if difference == 0:
             return
         counter = charge.counter
+        if not self._batched:
+            memory = self.storage
+            if difference > 0:
+                memory.add(counter.key, counter.expiry, difference)
+            else:  # as `_give_back`: never below zero
+                held = memory.get(counter.key)
+                if held > 0:
+                    memory.add(counter.key, counter.expiry, -min(-difference, held))
+            return
         corrections = self._corrections
         held = corrections.get(counter.key)
         if held is not None:
@@ -204,7 +216,6 @@ class RateLimits:
 
     async def _flush_later(self) -> None:
         while self._corrections:  # those that came while the last flush was awaited go next
-            await asyncio.sleep(RECONCILE_EVERY)
             await self._flush()
 
     async def _flush(self) -> None:
