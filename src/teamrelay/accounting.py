@@ -69,8 +69,8 @@ def outcome_of(ticket: Ticket) -> Outcome:
 
 def _status_of(ticket: Ticket, exchange: Exchange) -> tuple[int, str | None]:
     status, error_type = exchange.status, exchange.error_type
-    if ticket.refusal is not None:
-        return ticket.refusal.status, ticket.refusal.code
+    if ticket.refusal is not None:  # the code the client got, else its type
+        return ticket.refusal.status, ticket.refusal.code or ticket.refusal.kind
     if status == 0:
         return 499, error_type or "client_disconnected"
     if status >= 400 and error_type is None:
@@ -124,8 +124,13 @@ def _bytes_in(body: bytes | RequestBody | None) -> int:
     return len(body) if isinstance(body, bytes) else body.received
 
 
-def wrapper_entry(ticket: Ticket, operation: str, answer: Response | None) -> LedgerEntry:
-    """The row of an Actions wrapper call: its compact JSON answer names the model and usage."""
+def wrapper_entry(
+    ticket: Ticket, operation: str, answer: Response | None, *, counts_usage: bool = True
+) -> LedgerEntry:
+    """The row of an Actions wrapper call: its compact JSON answer names the model and usage.
+
+    Without `counts_usage` the row leaves the usage out: another row counted that model call.
+    """
     ticket.operation = operation
     entry = entry_of(ticket)
     if answer is None:
@@ -139,7 +144,7 @@ def wrapper_entry(ticket: Ticket, operation: str, answer: Response | None) -> Le
     except ValueError:
         document = None
     if isinstance(document, dict):
-        usage = usage_from(document.get("usage"))
+        usage = usage_from(document.get("usage")) if counts_usage else None
         if usage is not None:
             entry.input_tokens, entry.output_tokens = usage.input_tokens, usage.output_tokens
             entry.cached_tokens, entry.reasoning_tokens = (

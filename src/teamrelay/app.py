@@ -17,7 +17,7 @@ from teamrelay.admin.dashboard import dashboard_router
 from teamrelay.admin.session import session_key
 from teamrelay.catalog import PolicyError
 from teamrelay.config import ConfigError, Settings, load_settings
-from teamrelay.errors import RelayError
+from teamrelay.errors import RelayError, invalid_request
 from teamrelay.gateway import Relay
 from teamrelay.mcpserver import mount_mcp
 from teamrelay.oauth import oauth_routes
@@ -53,11 +53,7 @@ def local_app(relay: Relay) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {}
-        param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
-        return _error_response(
-            RelayError(400, str(first.get("msg", "Invalid request")), param=param)
-        )
+        return _error_response(invalid_request(exc.errors()))
 
     @app.exception_handler(RelayError)
     async def relay_error(_: Request, exc: RelayError) -> Response:

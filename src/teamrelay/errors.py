@@ -6,7 +6,9 @@ Upstream errors never pass through here: they are forwarded as they came.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.types import Send
 
@@ -37,10 +39,15 @@ class RelayError(Exception):
     type: str | None = None
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
+    @property
+    def kind(self) -> str:
+        """The `type` the client sees."""
+        return self.type or _TYPES.get(self.status, "invalid_request_error")
+
     def body(self) -> bytes:
         error = {
             "message": self.message,
-            "type": self.type or _TYPES.get(self.status, "invalid_request_error"),
+            "type": self.kind,
             "param": self.param,
             "code": self.code,
         }
@@ -56,6 +63,13 @@ class RelayError(Exception):
         ]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def invalid_request(errors: Sequence[Mapping[str, Any]]) -> RelayError:
+    """The 400 for a request FastAPI's validation refused (its `errors()`), first error named."""
+    first = errors[0] if errors else {}
+    param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+    return RelayError(400, str(first.get("msg", "Invalid request")), param=param)
 
 
 def unauthorized() -> RelayError:

@@ -79,6 +79,14 @@ def new_request_id() -> bytes:
     return b"req_relay_%024x" % getrandbits(96)
 
 
+def require_scope(key: KeyRecord | None, scope: str) -> None:
+    """Refuses a key without `scope` (None, auth disabled, holds every scope)."""
+    if key is not None and scope not in key.scopes:
+        raise RelayError(
+            403, f"This relay key lacks the '{scope}' scope.", code="insufficient_scope"
+        )
+
+
 class Relay:
     """The hot path, and the parts the relay's own routes share with it (`local` is set by
     `app.create_app` once those routes are built around this object)."""
@@ -169,7 +177,8 @@ class Relay:
         )
 
         async def adapt() -> tuple[Call, Operation, str]:
-            ticket.key = await self.authenticate(head, scope="api")
+            ticket.key = await self.identify(head)  # on the row also when refused for scope
+            require_scope(ticket.key, "api")
             if scope["path"] == PROXY_PATH:
                 return await self._proxy_call(scope, receive, head, ticket)
             return await self._call(scope, receive, head, ticket)
@@ -305,15 +314,17 @@ class Relay:
 
     async def authenticate(self, head: RequestHead, scope: str) -> KeyRecord | None:
         """The caller's key, which must hold `scope`; None only when auth is disabled."""
+        key = await self.identify(head)
+        require_scope(key, scope)
+        return key
+
+    async def identify(self, head: RequestHead) -> KeyRecord | None:
+        """The caller's key, whatever its scopes; None only when auth is disabled."""
         if not self.settings.auth_enabled:
             return None
         key = await self._key_for(head.key) if head.key else None
         if key is None:
             raise unauthorized()
-        if scope not in key.scopes:
-            raise RelayError(
-                403, f"This relay key lacks the '{scope}' scope.", code="insufficient_scope"
-            )
         return key
 
     async def _key_for(self, secret: str) -> KeyRecord | None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
@@ -27,8 +28,8 @@ from teamrelay.actions.files_out import (
     content_disposition,
 )
 from teamrelay.admission import RequestHead
-from teamrelay.errors import RelayError
-from teamrelay.gateway import Relay, new_request_id
+from teamrelay.errors import RelayError, invalid_request
+from teamrelay.gateway import Relay, new_request_id, require_scope
 from teamrelay.keys.store import KeyRecord
 from teamrelay.limits.gate import Admitted
 
@@ -40,8 +41,8 @@ def actions_router(relay: Relay) -> APIRouter:
 
     async def caller(request: Request) -> KeyRecord | None:
         head = RequestHead.parse(request.scope["headers"])
-        identity = await relay.authenticate(head, "actions")
-        request.state.key = identity
+        identity = request.state.key = await relay.identify(head)  # on the row if refused
+        require_scope(identity, "actions")
         CALLER.set(identity)
         if head.content_length is not None and head.content_length > MAX_BODY:
             raise RelayError(413, "Actions requests are small JSON.", code="request_too_large")
@@ -73,25 +74,43 @@ def actions_router(relay: Relay) -> APIRouter:
             async def run(request: Request) -> Response:
                 ticket = Ticket.open(request.method, request.url.path, new_request_id())
                 answer: Response | None = None
+                gone = False
                 try:
                     for operation_id in wraps:
                         calls.check(operation_id)
                     answer = await handler(request)
+                    gone = keyed_route and await request.is_disconnected()
                     return answer
                 except RelayError as error:
                     ticket.refusal = error
                     raise
+                except RequestValidationError as invalid:
+                    # Sent as this 400 (app.py); without it the row would read 499.
+                    ticket.refusal = invalid_request(invalid.errors())
+                    raise ticket.refusal from None
                 except Passthrough as refused:
                     ticket.refusal = RelayError(
                         refused.status, "", code=f"upstream_{refused.status}"
                     )
                     raise
+                except Exception:
+                    ticket.refusal = RelayError(500, "", code="server_error")
+                    raise
                 finally:
                     # A call through the relay's own path (callOpenAI) has its row already.
                     if keyed_route and not getattr(request.state, "relayed", False):
                         ticket.key = getattr(request.state, "key", None)
-                        entry = wrapper_entry(ticket, f"actions.{name}", answer)
-                        relay.settle(entry, getattr(request.state, "admitted", None))
+                        state = request.state
+                        entry = wrapper_entry(
+                            ticket,
+                            f"actions.{name}",
+                            answer,
+                            counts_usage=not getattr(state, "usage_counted", False),
+                        )
+                        if gone:  # the answer was made (its usage counts), never delivered
+                            entry.status, entry.error_type = 499, "client_disconnected"
+                            entry.aborted = True
+                        relay.settle(entry, getattr(state, "admitted", None))
 
             return run
 

@@ -26,10 +26,37 @@ from teamrelay.actions.files_out import (
 )
 from teamrelay.actions.limits import ANSWER_CHARS
 
+# Finished responses whose usage a ledger row has counted, newest last (in this process).
+_COUNTED_KEPT = 10_000
+
+
+class CountedOnce:
+    """One usage per model call: a background response's usage shows in askModel's answer or
+    in any number of getAnswer (or cancelAnswer) answers; the first row counts it. A second
+    relay process, or a restart, does not know what this one counted."""
+
+    def __init__(self, kept: int = _COUNTED_KEPT) -> None:
+        self._ids: dict[str, None] = {}
+        self._kept = kept
+
+    def mark(self, request: Request, answer: dict[str, Any]) -> dict[str, Any]:
+        """`answer` as it is; its row leaves the usage out if an earlier row counted it."""
+        response_id = answer.get("response_id")
+        if "usage" not in answer or not response_id:
+            return answer
+        if response_id in self._ids:
+            request.state.usage_counted = True
+            return answer
+        if len(self._ids) >= self._kept:
+            del self._ids[next(iter(self._ids))]
+        self._ids[response_id] = None
+        return answer
+
 
 def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
     relay = bridge.relay
     calls = bridge.calls
+    counted = CountedOnce()
 
     @keyed.post(
         "/actions/ask",
@@ -43,10 +70,10 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
         responses=ok_response("The answer, or its progress.", results.ANSWER_SCHEMA),
         openapi_extra=route_extra(True, "createResponse", "getResponse"),
     )
-    async def ask(body: AskBody, deadline: Budget) -> Response:
+    async def ask(body: AskBody, request: Request, deadline: Budget) -> Response:
         model = body.model or bridge.settings.default_model
         relay.router.check_model_name(model)
-        request: dict[str, Any] = {
+        upstream: dict[str, Any] = {
             "model": model,
             "input": body.input,
             "background": True,
@@ -58,12 +85,13 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
         if body.web_search:
             tools.append({"type": "web_search"})
         if tools:
-            request["tools"] = tools
+            upstream["tools"] = tools
         for key in ("instructions", "previous_response_id", "max_output_tokens"):
             if getattr(body, key) is not None:
-                request[key] = getattr(body, key)
-        created = await calls.json("POST", "/responses", deadline, body=request)
-        return JsonAnswer(results.answer(await bridge.settle(created, deadline)))
+                upstream[key] = getattr(body, key)
+        created = await calls.json("POST", "/responses", deadline, body=upstream)
+        answer = results.answer(await bridge.settle(created, deadline))
+        return JsonAnswer(counted.mark(request, answer))
 
     @keyed.get(
         "/actions/answers/{response_id}",
@@ -78,13 +106,15 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
     )
     async def get_answer(
         response_id: Annotated[str, id_path("The response_id from askModel.", "resp_abc123")],
+        request: Request,
         deadline: Budget,
         offset: Annotated[
             int, Query(ge=0, description="Where to continue a truncated text.", examples=[0])
         ] = 0,
     ) -> Response:
         found = await calls.json("GET", f"/responses/{segment(response_id)}", deadline)
-        return JsonAnswer(results.answer(await bridge.settle(found, deadline), offset))
+        answer = results.answer(await bridge.settle(found, deadline), offset)
+        return JsonAnswer(counted.mark(request, answer))
 
     @keyed.post(
         "/actions/answers/cancel",
@@ -94,9 +124,10 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
         responses=ok_response("The cancelled answer.", results.ANSWER_SCHEMA),
         openapi_extra=route_extra(True, "cancelResponse"),
     )
-    async def cancel_answer(body: ResponseRef, deadline: Budget) -> Response:
+    async def cancel_answer(body: ResponseRef, request: Request, deadline: Budget) -> Response:
         path = f"/responses/{segment(body.response_id)}/cancel"
-        return JsonAnswer(results.answer(await calls.json("POST", path, deadline, body={})))
+        answer = results.answer(await calls.json("POST", path, deadline, body={}))
+        return JsonAnswer(counted.mark(request, answer))
 
     @keyed.post(
         "/actions/embeddings",
