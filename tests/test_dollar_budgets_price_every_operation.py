@@ -12,7 +12,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from typer.testing import CliRunner
 
 from fakeupstream import FakeUpstream
@@ -56,6 +56,30 @@ def test_images_speech_and_transcription_spend_the_dollar_cap_until_it_refuses(
     assert _calls(upstream, "/v1/images/generations") == 2
     assert _calls(upstream, "/v1/audio/speech") == 1
     assert _calls(upstream, "/v1/audio/transcriptions") == 1
+    costs = asyncio.run(_costs(url))
+    assert costs["/v1/images/generations"] == pytest.approx([0.04, 0.016])  # refusals cost $0
+    assert costs["/v1/audio/speech"] == pytest.approx([0.015])
+    assert costs["/v1/audio/transcriptions"] == pytest.approx([AUDIO_COST], rel=0.01)
+
+
+AUDIO_COST = len(AUDIO) / AUDIO_BYTES_PER_SECOND / 60 * 0.006
+
+
+async def _costs(url: str) -> dict[str, list[float]]:
+    """The ledger's cost of each successful row, by path, oldest first."""
+    engine = create_engine(url)
+    query = (
+        select(LedgerRow.path, LedgerRow.cost_usd)
+        .where(LedgerRow.status == 200)
+        .order_by(LedgerRow.ts)
+    )
+    async with engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    await engine.dispose()
+    costs: dict[str, list[float]] = {}
+    for path, cost in rows:
+        costs.setdefault(path, []).append(cost)
+    return costs
 
 
 def test_a_dollar_capped_key_is_refused_a_model_without_a_price(
@@ -173,6 +197,7 @@ class _Used:
     def __init__(self, input_tokens: int | None, output_tokens: int | None, status: int = 200):
         self.input_tokens, self.output_tokens, self.cached_tokens = input_tokens, output_tokens, 0
         self.model, self.aborted, self.status = None, False, status
+        self.usage_unknown = False
 
 
 def test_settlement_takes_the_shape_price_unless_the_answer_counts_tokens() -> None:

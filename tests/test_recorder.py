@@ -121,14 +121,28 @@ async def test_rows_hold_every_field_and_the_estimated_cost(engine: AsyncEngine)
         rows = (await connection.execute(select(LedgerRow.__table__).order_by("id"))).mappings()
         stored = [dict(row) for row in rows]
     first = stored[0]
-    assert {k: first[k] for k in first if k not in ("id", "cost_usd")} == dataclasses.asdict(
-        entry(7)
-    )
+    written = dataclasses.asdict(entry(7))
+    del written["billed_usd"]  # not a column: the cost of a row whose answer counts no tokens
+    assert {k: first[k] for k in first if k not in ("id", "cost_usd")} == written
     assert first["ts"].tzinfo is not None
     assert first["cost_usd"] == pytest.approx((800 * 0.25 + 200 * 0.025 + 500 * 2.0) / 1e6)
     assert stored[1]["cost_usd"] is None
     assert stored[1]["error_type"] == "server_error"
     assert stored[2]["cost_usd"] is None
+
+
+async def test_a_row_priced_by_its_shape_costs_that_when_it_succeeded(
+    engine: AsyncEngine,
+) -> None:
+    recorder = Recorder(engine, PRICES)
+    await recorder.start()
+    blank = {"input_tokens": None, "output_tokens": None, "cached_tokens": None}
+    recorder.record(entry(1, model="dall-e-3", billed_usd=0.08, **blank))
+    recorder.record(entry(2, model="dall-e-3", billed_usd=0.08, status=400, **blank))
+    await recorder.stop()
+    async with engine.connect() as connection:
+        costs = (await connection.execute(select(LedgerRow.cost_usd).order_by("id"))).scalars()
+        assert list(costs) == [pytest.approx(0.08), None]
 
 
 async def test_rows_are_written_within_the_flush_interval_without_a_stop(

@@ -307,6 +307,8 @@ class Relay:
     def settle(self, entry: LedgerEntry, admitted: Admitted | None = None) -> None:
         """A finished request: its entry to the ledger, metrics and logs, its real usage to
         the key's limits (never blocks)."""
+        if admitted is not None and admitted.guess.billed is not None:
+            entry.billed_usd = admitted.guess.billed  # images, speech, audio: their row's cost
         for observe in self.observers:
             observe(entry)
         if admitted is not None:

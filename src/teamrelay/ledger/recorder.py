@@ -69,9 +69,12 @@ class LedgerEntry:
     error_type: str | None
     # A successful answer whose usage could not be read: its reservation stood as the spend.
     usage_unknown: bool = False
+    # The dollars a successful request's shape bills when its answer counts no tokens (images
+    # by size and quality, speech by characters, audio by minutes): the row's cost then.
+    billed_usd: float | None = None
 
 
-_FIELDS = tuple(f.name for f in fields(LedgerEntry))
+_FIELDS = tuple(f.name for f in fields(LedgerEntry) if f.name != "billed_usd")
 _COLUMNS = (*_FIELDS, "cost_usd")
 Row = tuple[Any, ...]
 _AFTER_TS = attrgetter(*_FIELDS[1:])  # `ts` is the first field, written as a stamp
@@ -228,6 +231,8 @@ class Recorder:
         cost = self._prices.cost(
             entry.model, entry.input_tokens, entry.output_tokens, entry.cached_tokens
         )
+        if cost is None and entry.billed_usd is not None and entry.status < 400:
+            cost = entry.billed_usd
         return (stamp, *_AFTER_TS(entry), cost)
 
     async def _write_singly(self, batch: list[Row]) -> None:
