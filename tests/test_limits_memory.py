@@ -146,3 +146,16 @@ def test_many_live_keys_are_not_swept_on_every_new_key() -> None:
                 store.incr(f"counter{number}", 60)
         assert len(store.counters) == 1_000
         assert sweep.call_count <= 5  # at 101, 203, 407, 815 keys
+
+
+def test_a_correction_refunds_never_below_zero_and_a_charge_starts_a_window() -> None:
+    memory = LoopMemoryStorage()
+    memory.add("k", 60, 300)
+    memory.correct("k", 60, -270)
+    assert memory.get("k") == 30
+    memory.correct("k", 60, -500)  # more than is held: a refund is not credit
+    assert memory.get("k") == 0
+    memory.correct("fresh", 60, -5)
+    assert memory.get("fresh") == 0
+    memory.correct("fresh", 60, 40)
+    assert memory.get("fresh") == 40

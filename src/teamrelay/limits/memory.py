@@ -61,6 +61,15 @@ class LoopMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
         self.counters[key] = _Count(amount, now + expiry)
         return amount
 
+    def correct(self, key: str, expiry: int, difference: int) -> None:
+        """Adds `difference` to a live counter, never below zero (a refund never becomes
+        credit); a positive one starts a window as `add` does. One lookup, for settling."""
+        held = self.counters.get(key)
+        if held is not None and held.count and held.expires > time.time():
+            held.count = max(0, held.count + difference)
+        elif difference > 0:
+            self.add(key, expiry, difference)
+
     def get(self, key: str) -> int:
         held = self.counters.get(key)
         if held is None:

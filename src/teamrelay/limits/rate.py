@@ -188,7 +188,7 @@ class RateLimits:
     def reconcile(self, charge: TokenCharge, used: int) -> None:
         """Corrects the minute's count to the real usage, at once: the next request sees it.
 
-        In memory that is two dictionary operations. With Redis a flush starts now; the
+        In memory that is one dictionary lookup. With Redis a flush starts now; the
         corrections that come while it is awaited are summed per counter and go in the next,
         so a busy key costs one round trip per flush, not per request.
         """
@@ -197,13 +197,7 @@ class RateLimits:
             return
         counter = charge.counter
         if not self._batched:
-            memory = self.storage
-            if difference > 0:
-                memory.add(counter.key, counter.expiry, difference)
-            else:  # as `_give_back`: never below zero
-                held = memory.get(counter.key)
-                if held > 0:
-                    memory.add(counter.key, counter.expiry, -min(-difference, held))
+            self.storage.correct(counter.key, counter.expiry, difference)
             return
         corrections = self._corrections
         held = corrections.get(counter.key)
