@@ -1,7 +1,9 @@
-"""Hypothesis strategies for `/v1/proxy` envelopes built from dangerous pieces."""
+"""Hypothesis strategies: `/v1/proxy` envelopes built from dangerous pieces, JSON bodies in
+every encoding RFC 8259 names, and multipart forms with ambiguous part heads."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -144,3 +146,107 @@ def envelopes(draw: st.DrawFn) -> dict[str, Any]:
     if draw(_RARELY):
         envelope[draw(st.text(max_size=5))] = draw(_JSON)
     return envelope
+
+
+# Bodies for the readers that must read JSON exactly or refuse it (`teamrelay.body`).
+_ID_TEXT = st.sampled_from(["file-a1", "vs_2", "resp_x3", "batch_4", "cntr_5", "file-é"])
+_JSON_STRINGS = st.one_of(st.text(max_size=8), _ID_TEXT)
+json_documents = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        _JSON_STRINGS,
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(_JSON_STRINGS, inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+JSON_ENCODINGS = (
+    "utf-8",
+    "utf-8-sig",
+    "utf-16",
+    "utf-16-le",
+    "utf-16-be",
+    "utf-32",
+    "utf-32-le",
+    "utf-32-be",
+)
+
+
+@st.composite
+def encoded_json(draw: st.DrawFn) -> tuple[str, bytes]:
+    """(encoding, body): a JSON document in one of the encodings RFC 8259 §8.1 names."""
+    text = json.dumps(draw(json_documents), ensure_ascii=draw(st.booleans()))
+    encoding = draw(st.sampled_from(JSON_ENCODINGS))
+    return encoding, text.encode(encoding)
+
+
+# Multipart forms whose part heads mix quoted, token, repeated and malformed parameters.
+FORM_BOUNDARY = "b0undary"
+_NAMES = st.sampled_from(["name", "name", "name", "NAME", "Name"])
+_FILENAMES = st.sampled_from(["filename", "filename", "Filename"])
+_ODD_NAMES = st.sampled_from(["name*", "filename*", "x", "name", "filename"])
+_TOKENS = st.sampled_from(["model", "purpose", "file", "file_id", "a.txt", "x-y", "", "mo del"])
+_QUOTED_TEXT = st.text(alphabet='ab"\\; =\té\r', max_size=6)
+_SOMETIMES = st.integers(0, 5).map(lambda n: n == 5)
+
+
+@st.composite
+def _parameter_value(draw: st.DrawFn) -> str:
+    form = draw(st.sampled_from(["token", "quoted", "quoted", "escaped", "raw"]))
+    if form == "token":
+        return draw(_TOKENS)
+    text = draw(st.one_of(_TOKENS, _TOKENS, _QUOTED_TEXT))
+    if form == "escaped":
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    elif form == "quoted":
+        text = text.replace('"', '\\"')
+    return f'"{text}"'
+
+
+@st.composite
+def _part_head(draw: st.DrawFn) -> str:
+    kind = "form-data"
+    if draw(_SOMETIMES):
+        kind = draw(st.sampled_from(["Form-Data", "attachment", ""]))
+    parameters = [(draw(_NAMES), draw(_parameter_value()))]
+    if draw(st.booleans()):
+        parameters.append((draw(_FILENAMES), draw(_parameter_value())))
+    while draw(_SOMETIMES):
+        parameters.insert(
+            draw(st.integers(0, len(parameters))), (draw(_ODD_NAMES), draw(_parameter_value()))
+        )
+    separators = st.sampled_from(["; ", "; ", ";", " ; ", ";\t", ", ", " "])
+    equals = st.sampled_from(["=", "=", "=", " = "])
+    disposition = kind + "".join(
+        draw(separators) + name + draw(equals) + value for name, value in parameters
+    )
+    lines = [f"Content-Disposition: {disposition}"]
+    extra = st.sampled_from(
+        [
+            "Content-Type: text/plain",
+            "Content-Transfer-Encoding: binary",
+            "Content-Transfer-Encoding: base64",
+            'Content-Disposition: form-data; name="model"',
+            "X-Note: name=model",
+            "bad header line",
+        ]
+    )
+    while draw(_SOMETIMES):
+        lines.insert(draw(st.integers(0, len(lines))), draw(extra))
+    return "\r\n".join(lines)
+
+
+@st.composite
+def multipart_forms(draw: st.DrawFn) -> bytes:
+    """A whole form of 1-4 parts; some heads are malformed, some parameters repeated."""
+    values = st.sampled_from([b"gpt-5", b"batch", b"file-a1", b"", b"aGk=", b"x\r\ny"])
+    out = b""
+    for _ in range(draw(st.integers(1, 4))):
+        head = draw(_part_head()).encode("latin-1")
+        out += b"--" + FORM_BOUNDARY.encode() + b"\r\n" + head + b"\r\n\r\n"
+        out += draw(values) + b"\r\n"
+    return out + b"--" + FORM_BOUNDARY.encode() + b"--\r\n"
