@@ -191,11 +191,15 @@ class Relay:
         adapt: Callable[[], Awaitable[tuple[Call, Operation, str]]],
         receive: Receive,
         send: Send,
+        *,
+        accounted: bool = True,
     ) -> None:
         """The request path's steps, the same for every surface: `adapt` turns the surface's
         request into one upstream call, its catalog operation and its clean path (and sets
         `ticket.key` unless the surface already did); then limits, isolation, forward and
-        the ledger row run here, once. Every answer and refusal goes to `send`."""
+        the ledger row run here, once. Every answer and refusal goes to `send`. Without
+        `accounted` the caller keeps the key's limits and the ledger row for a larger whole
+        (an Actions wrapper making several calls for one Action)."""
         operation: Operation | None = None
         path = ""
         admitted: Admitted | None = None
@@ -203,7 +207,7 @@ class Relay:
             call, operation, path = await adapt()
             key = ticket.key
             if key is not None:
-                if key.limits:
+                if accounted and key.limits:
                     admitted = await self.limits.admit(key, operation, ticket.body, call.headers)
                 confined = self.isolation.confines(key)
                 if confined:
@@ -230,7 +234,7 @@ class Relay:
             ticket.refusal = error
             await error.send(send, [(REQUEST_ID, ticket.request_id)])
         finally:
-            if self.observers:
+            if accounted and self.observers:
                 self.settle(entry_of(ticket), admitted)
             elif admitted is not None:
                 self.limits.settle(admitted, outcome_of(ticket))

@@ -9,10 +9,16 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
-from starlette.types import Message
 
 from teamrelay.accounting import Ticket
-from teamrelay.actions.calls import Deadline, OpenAICalls, Passthrough, retry_after, segment
+from teamrelay.actions.calls import (
+    Captured,
+    Deadline,
+    OpenAICalls,
+    Passthrough,
+    never_disconnects,
+    segment,
+)
 from teamrelay.actions.files_in import (
     Fetcher,
     FileRef,
@@ -36,9 +42,6 @@ PENDING = frozenset({"queued", "in_progress"})
 MAX_BODY = 1024 * 1024
 IDS = r"^[A-Za-z0-9_.:\-]{1,128}$"
 CHUNK = 64 * 1024
-# An answer the relay's path gives an Action is read whole to be cut to fit; past this it is
-# refused rather than held (Actions take 100,000 characters).
-MAX_RELAYED_ANSWER = 16 * 1024 * 1024
 
 
 # The paging parameters every list wrapper takes.
@@ -76,49 +79,6 @@ def id_path(description: str, example: str) -> Any:
     return Path(pattern=IDS, description=description, examples=[example])
 
 
-class Captured:
-    """The ASGI messages of one answer of the relay's path, kept for an Action to reshape."""
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.overflow = False
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.headers = {
-                name.decode("latin-1").lower(): value.decode("latin-1")
-                for name, value in message.get("headers", [])
-            }
-        elif message["type"] == "http.response.body":
-            chunk = message.get("body", b"")
-            self.size += len(chunk)
-            if self.size > MAX_RELAYED_ANSWER:
-                self.overflow = True
-            elif chunk:
-                self.chunks.append(chunk)
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(self.chunks)
-
-    def refusal(self) -> Passthrough:
-        """A refusal (the relay's own or the upstream's) as it came, a 429 with Retry-After."""
-        headers = {"content-type": self.headers.get("content-type", "application/json")}
-        if self.status == 429:
-            headers["retry-after"] = retry_after(self.headers)
-        return Passthrough(self.status, self.body, headers)
-
-
-async def _never_disconnects() -> Message:
-    """The Action's body was read already; its connection's end cancels the handler."""
-    await asyncio.Event().wait()
-    raise AssertionError("unreachable")
-
-
 class Bridge:
     """What the wrappers share: upstream calls, the link signer, the file fetcher, the schema."""
 
@@ -127,13 +87,7 @@ class Bridge:
         self.relay = relay
         self.settings = settings
         self.budget = settings.actions_answer_budget
-        self.calls = OpenAICalls(
-            relay.upstream,
-            relay.upstream_headers,
-            relay.router.catalog,
-            relay.router.policy,
-            relay.isolation,
-        )
+        self.calls = OpenAICalls(relay)
         secret = settings.signing_key.get_secret_value() if settings.signing_key else None
         key = derive_key(secret, settings.openai_api_key.get_secret_value())
         self.signer = LinkSigner(key, settings.actions_link_ttl)
@@ -165,7 +119,7 @@ class Bridge:
         captured = Captured()
         try:
             async with asyncio.timeout(max(deadline.remaining(), 0.0)):
-                await relay.serve(ticket, adapt, _never_disconnects, captured.send)
+                await relay.serve(ticket, adapt, never_disconnects, captured.send)
         except TimeoutError:
             raise gateway_timeout("within the Action's time budget") from None
         if captured.overflow:

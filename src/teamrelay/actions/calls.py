@@ -7,27 +7,36 @@ that a 429 always carries `Retry-After` (ChatGPT backs off on 429s; see limits.p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
+from starlette.types import Message
 from yarl import URL
 
+from teamrelay.accounting import Ticket
 from teamrelay.actions.limits import DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER
-from teamrelay.catalog import Catalog, Matched, Operation, Policy
+from teamrelay.catalog import Matched, Operation
 from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
-from teamrelay.headers import UpstreamHeaders, text_headers
-from teamrelay.isolation.guard import Isolation
+from teamrelay.forward import Call
+from teamrelay.gateway import new_request_id
+from teamrelay.headers import text_headers
 from teamrelay.keys.store import KeyRecord
-from teamrelay.upstream import Upstream
+
+if TYPE_CHECKING:
+    from teamrelay.gateway import Relay
 
 _ERROR_BODY_LIMIT = 16 * 1024
+# An answer the relay's path gives an Action is read whole to be cut to fit; past this it is
+# refused rather than held (Actions take 100,000 characters).
+MAX_RELAYED_ANSWER = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,25 +87,70 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
+class Captured:
+    """The ASGI messages of one answer of the relay's path, kept for an Action to reshape."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflow = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = {
+                name.decode("latin-1").lower(): value.decode("latin-1")
+                for name, value in message.get("headers", [])
+            }
+        elif message["type"] == "http.response.body":
+            chunk = message.get("body", b"")
+            self.size += len(chunk)
+            if self.size > MAX_RELAYED_ANSWER:
+                self.overflow = True
+            elif chunk:
+                self.chunks.append(chunk)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def refusal(self) -> Passthrough:
+        """A refusal (the relay's own or the upstream's) as it came, a 429 with Retry-After."""
+        headers = {"content-type": self.headers.get("content-type", "application/json")}
+        if self.status == 429:
+            headers["retry-after"] = retry_after(self.headers)
+        return Passthrough(self.status, self.body, headers)
+
+
+async def never_disconnects() -> Message:
+    """The Action's body was read already; its connection's end cancels the handler."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
 # The key an Action request acts for, set by the wrappers' auth dependency: the calls below
 # apply that key's isolation without every wrapper passing it along.
 CALLER: ContextVar[KeyRecord | None] = ContextVar("actions_caller", default=None)
 
 
 class OpenAICalls:
-    def __init__(
-        self,
-        upstream: Upstream,
-        headers: UpstreamHeaders,
-        catalog: Catalog,
-        policy: Policy,
-        isolation: Isolation,
-    ) -> None:
-        self.upstream = upstream
-        self._headers = headers
-        self._catalog = catalog
-        self._policy = policy
-        self._isolation = isolation
+    """The wrappers' upstream calls. A JSON call (`json`) runs the relay's own request path
+    (`Relay.serve`): the operation resolved by the router on the clean path, the model
+    allowlist, isolation (ids in path, query and body; lists filtered with working paging;
+    created and derived objects recorded) and the one upstream client. The wrapper route
+    keeps the key's rate limits, budget and ledger row for the whole Action (see routes.py).
+    Uploads (`json_form`) and streamed downloads (`open`) still use the aiohttp session,
+    guarded here with the same isolation, failing closed."""
+
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+        self.upstream = relay.upstream
+        self._headers = relay.upstream_headers
+        self._catalog = relay.router.catalog
+        self._policy = relay.router.policy
+        self._isolation = relay.isolation
 
     def _operation(self, method: str, path: str) -> Operation | None:
         resolution = self._catalog.resolve(method, path)
@@ -203,15 +257,53 @@ class OpenAICalls:
         query: Mapping[str, Any] | None = None,
     ) -> Any:
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        response = await self.open(
-            method,
-            path,
-            deadline,
-            query=query,
-            data=data,
-            content_type="application/json" if data is not None else None,
-        )
-        return await self._own(method, path, data, await _read_json(response))
+        answer = await self.relayed(method, path, deadline, query=query, data=data)
+        if answer.status >= 400:
+            raise answer.refusal()
+        try:
+            return json.loads(answer.body)
+        except ValueError:
+            raise bad_gateway("the answer was not JSON") from None
+
+    async def relayed(
+        self,
+        method: str,
+        path: str,
+        deadline: Deadline,
+        *,
+        query: Mapping[str, Any] | None = None,
+        data: bytes | None = None,
+    ) -> Captured:
+        """One JSON call through `Relay.serve` as the caller (`CALLER`), its answer whole.
+        The wrapper accounts for it (`accounted=False`): no second rate-limit charge and no
+        second ledger row for one Action."""
+        relay = self._relay
+        ticket = Ticket.open(method, path, new_request_id())
+        ticket.key = CALLER.get()
+
+        async def adapt() -> tuple[Call, Operation, str]:
+            if "?" in path:  # a query belongs in `query`: never resolve a path with one
+                raise RelayError(400, "A path with a query.", code="invalid_path")
+            operation = relay.router.route(method, path)
+            ticket.operation = operation.operation_id
+            ticket.body = data
+            if data is not None:
+                relay.router.check_model(operation, data)
+            extra = [(b"content-type", b"application/json")] if data is not None else []
+            headers = relay.upstream_headers.build(extra, keep_length=False)
+            pairs = {k: v for k, v in (query or {}).items() if v is not None}
+            target = path + ("?" + urlencode(pairs, doseq=True) if pairs else "")
+            return Call(method, target, headers, data, ticket.request_id), operation, path
+
+        captured = Captured()
+        try:
+            async with asyncio.timeout(max(deadline.remaining(), 0.0)):
+                await relay.serve(ticket, adapt, never_disconnects, captured.send, accounted=False)
+        except TimeoutError:
+            raise gateway_timeout("within the Action's time budget") from None
+        if captured.overflow:
+            raise bad_gateway("the answer was too large for an Action")
+        return captured
 
     async def json_form(self, path: str, form: aiohttp.MultipartWriter, deadline: Deadline) -> Any:
         """POST a multipart form (its parts may stream) and read the JSON answer."""

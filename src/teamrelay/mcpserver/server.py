@@ -47,13 +47,7 @@ class RelayMCP:
         self.caller = ActionCaller(app)
         settings = relay.settings
         # The knowledge stores are the team's, shared on purpose: no caller, so no isolation.
-        calls = OpenAICalls(
-            relay.upstream,
-            relay.upstream_headers,
-            relay.router.catalog,
-            relay.router.policy,
-            relay.isolation,
-        )
+        calls = OpenAICalls(relay)
         self.knowledge = Knowledge(
             calls, settings.mcp_vector_stores, settings.actions_answer_budget, relay.settle
         )
