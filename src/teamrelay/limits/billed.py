@@ -31,6 +31,8 @@ AUDIO_OPERATIONS: Final = frozenset({"createTranscription", "createTranslation"}
 # GPT image models take is set (API reference, `model` of /images/generations and /edits).
 DEFAULT_IMAGE_MODEL: Final = "dall-e-2"
 GPT_IMAGE_MODEL: Final = "gpt-image-1"
+_SHAPED: Final = IMAGE_OPERATIONS | SPEECH_OPERATIONS | AUDIO_OPERATIONS
+_TIER: Final = re.compile(rb'"service_tier"\s*:\s*"(flex|priority|default|auto|scale)"')
 _GPT_IMAGE_ONLY: Final = frozenset(
     {"background", "moderation", "output_compression", "output_format", "partial_images"}
 )
@@ -98,11 +100,23 @@ def priced(
     form: Mapping[str, bytes] | None = None,
     length: int | None = None,
 ) -> Estimate:
-    """`guess` with its model and dollars completed from the request's JSON or form fields."""
+    """`guess` with its model and dollars completed from the request's JSON or form fields.
+
+    Only operations priced by their shape have their JSON parsed (again: `estimate` read the
+    model); for the others a `service_tier` is found in the bytes.
+    """
+    operation_id = operation.operation_id
+    if operation_id not in _SHAPED:
+        model = _text(form.get("model", b"").decode("utf-8", "replace")) if form else None
+        found = _TIER.search(body) if isinstance(body, bytes) else None
+        tier = found.group(1).decode() if found else None
+        if model is None and tier is None:
+            return guess
+        model = model or guess.model
+        usd = prices.cost(model, guess.input_tokens, guess.output_tokens, 0, tier) or 0.0
+        return guess._replace(model=model, usd=usd, tier=tier)
     fields = _fields(body, form)
     model = _text(fields.get("model")) or guess.model
-    operation_id = operation.operation_id
-    tier = _text(fields.get("service_tier"))
     if operation_id in IMAGE_OPERATIONS:
         model = model or _default_image_model(fields)
         count = _int(fields.get("n"), 1)
@@ -117,14 +131,9 @@ def priced(
         if dollars is None:
             dollars = prices.minutes(model, 60 * characters / CHARACTERS_PER_MINUTE)
         return guess._replace(model=model, usd=dollars or 0.0, billed=dollars)
-    if operation_id in AUDIO_OPERATIONS:
-        size = length if length is not None else MAX_AUDIO_BYTES
-        dollars = prices.minutes(model, size / AUDIO_BYTES_PER_SECOND)
-        return guess._replace(model=model, usd=dollars or 0.0, billed=dollars)
-    if model == guess.model and tier is None:
-        return guess
-    usd = prices.cost(model, guess.input_tokens, guess.output_tokens, 0, tier) or 0.0
-    return guess._replace(model=model, usd=usd, tier=tier)
+    size = length if length is not None else MAX_AUDIO_BYTES  # transcription, translation
+    dollars = prices.minutes(model, size / AUDIO_BYTES_PER_SECOND)
+    return guess._replace(model=model, usd=dollars or 0.0, billed=dollars)
 
 
 def is_unpriced(model: str | None, prices: Prices) -> bool:
