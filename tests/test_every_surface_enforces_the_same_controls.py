@@ -123,6 +123,7 @@ def _key_names() -> dict[str, dict[str, Any]]:
         names[f"bob_{surface}"] = {}
         names[f"rpm_{surface}"] = {"rpm": 3}
         names[f"budget_{surface}"] = {"daily_tokens": 100}
+        names[f"paging_{surface}"] = {}
     return names
 
 
@@ -386,3 +387,37 @@ async def test_wrappers_treat_another_keys_id_as_absent(
     assert answer.status in ((None, 400) if where.endswith("unresolvable_id") else (None, 404))
     assert error["type"] == "invalid_request_error", error
     assert fake_upstream.log[before:] == []
+
+
+@pytest.mark.parametrize(
+    ("tool", "listed"),
+    [("listFiles", "files"), ("listVectorStores", "vector_stores"), ("listBatches", "batches")],
+)
+@pytest.mark.parametrize("surface", WRAPPER_SURFACES)
+async def test_wrapper_lists_show_only_the_callers_objects(
+    team: Team, surface: str, tool: str, listed: str
+) -> None:
+    call = WRAPPER_SURFACES[surface]
+    answer = await call(team.relay, team.secrets[f"bob_{surface}"], tool, {"limit": 5})
+    assert answer.error is None, answer
+    ids = {item["id"] for item in answer.document[listed]}
+    assert not ids & set(vars(team.alice).values()), ids
+    alices = await call(team.relay, team.secrets["alice"], tool, {"limit": 5})
+    assert set(vars(team.alice).values()) & {item["id"] for item in alices.document[listed]}
+
+
+@pytest.mark.parametrize("surface", WRAPPER_SURFACES)
+async def test_wrapper_lists_page_past_other_keys_objects(team: Team, surface: str) -> None:
+    """The caller's file is older than a page of Alice's: the list still finds it."""
+    secret = team.secrets[f"paging_{surface}"]
+    with openai.OpenAI(base_url=team.relay.base_url, api_key=secret, max_retries=0) as sdk:
+        mine = sdk.files.create(file=("mine.txt", b"mine\n"), purpose="assistants")
+    with openai.OpenAI(
+        base_url=team.relay.base_url, api_key=team.secrets["alice"], max_retries=0
+    ) as alice:
+        for n in range(6):
+            alice.files.create(file=(f"a{n}.txt", b"alice\n"), purpose="assistants")
+    answer = await WRAPPER_SURFACES[surface](team.relay, secret, "listFiles", {"limit": 5})
+    assert answer.error is None, answer
+    assert [item["id"] for item in answer.document["files"]] == [mine.id]
+    assert answer.document["has_more"] is False
