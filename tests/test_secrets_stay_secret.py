@@ -8,7 +8,7 @@ import httpx2
 import pytest
 
 from fakeupstream import FakeUpstream
-from servers import RELAY_KEY, UPSTREAM_KEY, RunningRelay
+from servers import RELAY_KEY, UPSTREAM_KEY, RunningRelay, relay_in_thread
 from teamrelay.headers import HOP_BY_HOP
 
 CHAT = {"model": "gpt-5-mini", "messages": [{"role": "user", "content": "hello"}]}
@@ -63,3 +63,21 @@ def test_keys_go_only_where_they_belong(
     )
     for secret in (UPSTREAM_KEY, RELAY_KEY, WRONG_KEY):
         assert secret not in logged
+
+
+@pytest.mark.parametrize(
+    ("base_url", "shown"),
+    [
+        ("http://relay-user:s3cret-pass@{host}/v1", "http://{host}"),
+        ("http://{host}/proxy/s3cret-path-token/v1", "http://{host}"),
+    ],
+)
+def test_health_names_only_the_upstreams_origin(
+    fake_upstream: FakeUpstream, base_url: str, shown: str
+) -> None:
+    host = fake_upstream.base_url.split("://", 1)[1].split("/", 1)[0]
+    with relay_in_thread(base_url.format(host=host)) as running:
+        answer = httpx2.get(running.url + "/health", timeout=10)
+    assert answer.status_code == 200
+    assert answer.json()["openai"]["base_url"] == shown.format(host=host)
+    assert "s3cret" not in answer.text

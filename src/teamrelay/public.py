@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 
@@ -20,6 +21,19 @@ _STARTED = time.monotonic()
 
 def _public_url(settings: Settings, request: Request) -> str:
     return settings.public_url or str(request.base_url).rstrip("/")
+
+
+def _upstream_origin(base_url: str) -> str:
+    """The upstream's scheme, host and port: its user info, path and query may hold a key."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}"
 
 
 def health_body(settings: Settings) -> dict[str, Any]:
@@ -36,7 +50,7 @@ def health_body(settings: Settings) -> dict[str, Any]:
             "uptime_seconds": round(time.monotonic() - _STARTED, 3),
         },
         "openai": {
-            "base_url": settings.openai_base_url,
+            "base_url": _upstream_origin(settings.openai_base_url),
             "api_key_configured": bool(settings.openai_api_key.get_secret_value()),
             "organization_configured": bool(settings.openai_organization),
             "project_configured": bool(settings.openai_project),
