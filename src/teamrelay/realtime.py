@@ -25,6 +25,7 @@ from yarl import URL
 
 from teamrelay.admission import RequestHead
 from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
+from teamrelay.frames import ResponseFrames
 from teamrelay.gateway import new_request_id
 from teamrelay.headers import REQUEST_ID, response_headers, text_headers
 from teamrelay.ledger.recorder import LedgerEntry
@@ -42,6 +43,7 @@ HEARTBEAT = 20.0
 CLOSE_TIMEOUT = 5.0
 # How long one side's pump waits for the other to learn how a failed peer closed.
 _SETTLE = 1.0
+_RESPONSES_SOCKET = "x-responsesWebSocket"
 # Browsers can't set headers on a WebSocket, so they send the key as a subprotocol.
 KEY_PROTOCOL = "openai-insecure-api-key."
 _CLIENT_HANDSHAKE = frozenset(
@@ -90,6 +92,7 @@ class RealtimeSession:
     close_code: int | None = None
     closed_by: str | None = None
     admitted: Admitted | None = None  # the key's rate/budget charge, settled at the end
+    frames: ResponseFrames | None = None  # Responses WebSocket: each response.create checked
 
     def observe(self, text: str) -> None:
         """Read usage from an upstream event; the substring tests keep the rest unparsed."""
@@ -225,7 +228,8 @@ class RealtimeBridge:
             )
         query: bytes = scope["query_string"]
         model = _query_model(query)
-        self.relay.router.check_model_name(model)
+        if operation.operation_id != _RESPONSES_SOCKET:  # its frames name their models
+            self.relay.router.check_model_name(model)
         if query:
             target += "?" + query.decode("latin-1")
         limits = self.relay.limits
@@ -247,6 +251,10 @@ class RealtimeBridge:
             upstream_request_id=upstream._response.headers.get("x-request-id"),
             admitted=admitted,
         )
+        if operation.operation_id == _RESPONSES_SOCKET:
+            session.frames = ResponseFrames(
+                self.relay, key, session.request_id, session.upstream_request_id
+            )
         return upstream, session
 
     async def _connect(
@@ -288,7 +296,7 @@ class RealtimeBridge:
         send: Send,
         session: RealtimeSession,
     ) -> None:
-        up = asyncio.create_task(_client_to_upstream(receive, upstream, session))
+        up = asyncio.create_task(_client_to_upstream(receive, upstream, send, session))
         down = asyncio.create_task(_upstream_to_client(upstream, send, session))
         try:
             done, _ = await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
@@ -319,6 +327,8 @@ class RealtimeBridge:
             for task in (up, down):
                 task.cancel()
             await asyncio.gather(up, down, return_exceptions=True)
+            if session.frames is not None:
+                session.frames.close()
 
     def _report(self, session: RealtimeSession) -> None:
         if self.on_session_end is None:
@@ -330,8 +340,12 @@ class RealtimeBridge:
 
 
 async def _client_to_upstream(
-    receive: Receive, upstream: aiohttp.ClientWebSocketResponse, session: RealtimeSession
+    receive: Receive,
+    upstream: aiohttp.ClientWebSocketResponse,
+    send: Send,
+    session: RealtimeSession,
 ) -> _Ended:
+    frames = session.frames
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":
@@ -339,6 +353,14 @@ async def _client_to_upstream(
         if message["type"] != "websocket.receive":
             continue
         text: str | None = message.get("text")
+        if frames is not None:
+            refusal = await frames.admit(text)
+            if refusal is not None:
+                try:
+                    await send({"type": "websocket.send", "text": refusal})
+                except _CLIENT_GONE:
+                    return _Ended("client")
+                continue
         try:
             if text is not None:
                 await upstream.send_str(text)
@@ -361,6 +383,8 @@ async def _upstream_to_client(
             if message.type is aiohttp.WSMsgType.TEXT:
                 text: str = message.data
                 session.observe(text)
+                if session.frames is not None:
+                    session.frames.observe(text)
                 await send({"type": "websocket.send", "text": text})
                 session.bytes_out += _size(text)
             elif message.type is aiohttp.WSMsgType.BINARY:

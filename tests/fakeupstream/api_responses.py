@@ -1,11 +1,13 @@
-"""The Responses API: create (JSON, SSE, background), retrieve, cancel, delete, input items."""
+"""The Responses API: create (JSON, SSE, background, WebSocket mode), retrieve, cancel, delete,
+input items."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from . import generation
 from .errors import ApiError, bad_request, require
@@ -151,3 +153,45 @@ async def input_items(request: web.Request) -> web.StreamResponse:
             "has_more": False,
         }
     )
+
+
+@routes.get("/v1/responses")
+async def responses_socket(request: web.Request) -> web.StreamResponse:
+    """WebSocket mode: each `response.create` frame (the POST body's fields) streams its
+    events as JSON frames; a bad frame gets an `error` event and the socket stays open."""
+    store = store_of(request)
+    ws = web.WebSocketResponse(heartbeat=None)
+    if not ws.can_prepare(request).ok:
+        raise bad_request("This endpoint only accepts WebSocket connections.")
+    await ws.prepare(request)
+    exchange_of(request).response = ws
+    async for message in ws:
+        if message.type is not WSMsgType.TEXT:
+            continue
+        event = json.loads(message.data)
+        try:
+            await _socket_response(ws, store, event)
+        except ApiError as error:
+            await ws.send_str(json.dumps({"type": "error", "status": error.status} | error.body()))
+    return ws
+
+
+async def _socket_response(ws: web.WebSocketResponse, store: Store, event: dict[str, Any]) -> None:
+    if event.get("type") != "response.create":
+        raise bad_request(f"Invalid value: '{event.get('type')}'.", "type")
+    body = {k: v for k, v in event.items() if k not in ("type", "event_id")}
+    require(body, "model")
+    previous = body.get("previous_response_id")
+    if previous and previous not in store.responses:
+        raise ApiError(
+            404,
+            f"Previous response with id '{previous}' not found.",
+            param="previous_response_id",
+        )
+    response_id = generation.new_id("resp_", 48)
+    events = generation.response_events(body, response_id)
+    if body.get("store", True) is not False:
+        store.responses[response_id] = events[-1][1]["response"]
+        store.response_bodies[response_id] = body
+    for _, payload in events:
+        await ws.send_str(json.dumps(payload))
