@@ -421,3 +421,21 @@ async def test_wrapper_lists_page_past_other_keys_objects(team: Team, surface: s
     assert answer.error is None, answer
     assert [item["id"] for item in answer.document["files"]] == [mine.id]
     assert answer.document["has_more"] is False
+
+
+@pytest.mark.parametrize("surface", ["actions", "mcp"])
+async def test_a_call_past_the_actions_budget_is_a_504_on_its_row(
+    upstream: FakeUpstream, tmp_path: Path, surface: str
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/team.db"
+    secrets = await create_keys_async(url, carol={})
+    upstream.faults("/v1/models", delay=3.0)
+    env = {"RELAY_DATABASE_URL": url, "RELAY_ACTIONS_ANSWER_BUDGET": "1"}
+    with relay_in_thread(upstream.base_url, **env) as relay:
+        answer = await SURFACES[surface](
+            relay, secrets["carol"], {"method": "GET", "path": "/v1/models"}
+        )
+        assert answer.status in (None, 504), answer
+        assert answer.error is not None, answer
+        rows = await _rows_for(url, "carol", 1)
+    assert [(r["operation"], r["status"]) for r in rows] == [("listModels", 504)]

@@ -7,6 +7,7 @@ headers, auth, the catalog, admission, limits, isolation, then `forward`.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,7 +21,7 @@ from teamrelay.admission import Admission, RequestHead
 from teamrelay.body import RequestBody
 from teamrelay.catalog import Operation, parse_envelope
 from teamrelay.config import Settings
-from teamrelay.errors import RelayError, unauthorized
+from teamrelay.errors import RelayError, gateway_timeout, unauthorized
 from teamrelay.forward import Call, forward
 from teamrelay.headers import REQUEST_ID, UpstreamHeaders
 from teamrelay.isolation import Isolation, Owners
@@ -193,13 +194,15 @@ class Relay:
         send: Send,
         *,
         accounted: bool = True,
+        deadline: float | None = None,
     ) -> None:
         """The request path's steps, the same for every surface: `adapt` turns the surface's
         request into one upstream call, its catalog operation and its clean path (and sets
         `ticket.key` unless the surface already did); then limits, isolation, forward and
         the ledger row run here, once. Every answer and refusal goes to `send`. Without
         `accounted` the caller keeps the key's limits and the ledger row for a larger whole
-        (an Actions wrapper making several calls for one Action)."""
+        (an Actions wrapper making several calls for one Action). A `deadline` (loop time)
+        ends the exchange with a 504 that the ledger row records."""
         operation: Operation | None = None
         path = ""
         admitted: Admitted | None = None
@@ -229,7 +232,14 @@ class Relay:
                 or self.isolation.records(operation, ticket.body)
             ):
                 call.reads = False
-            ticket.exchange = await forward(self.upstream, call, receive, send)
+            if deadline is None:
+                ticket.exchange = await forward(self.upstream, call, receive, send)
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        ticket.exchange = await forward(self.upstream, call, receive, send)
+                except TimeoutError:
+                    raise gateway_timeout("within the caller's time budget") from None
         except RelayError as error:
             ticket.refusal = error
             await error.send(send, [(REQUEST_ID, ticket.request_id)])

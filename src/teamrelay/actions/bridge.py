@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from teamrelay.accounting import Ticket
 from teamrelay.actions.calls import (
+    BACKSTOP_SECONDS,
     Captured,
     Deadline,
     OpenAICalls,
@@ -118,8 +119,10 @@ class Bridge:
         request.state.relayed = True
         captured = Captured()
         try:
-            async with asyncio.timeout(max(deadline.remaining(), 0.0)):
-                await relay.serve(ticket, adapt, never_disconnects, captured.send)
+            async with asyncio.timeout(max(deadline.remaining(), 0.0) + BACKSTOP_SECONDS):
+                await relay.serve(
+                    ticket, adapt, never_disconnects, captured.send, deadline=deadline.loop_time()
+                )
         except TimeoutError:
             raise gateway_timeout("within the Action's time budget") from None
         if captured.overflow:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from teamrelay.gateway import Relay
 
 _ERROR_BODY_LIMIT = 16 * 1024
+# `Relay.serve` ends a late exchange itself (a 504 on its row); this only bounds what is left.
+BACKSTOP_SECONDS = 1.0
 # An answer the relay's path gives an Action is read whole to be cut to fit; past this it is
 # refused rather than held (Actions take 100,000 characters).
 MAX_RELAYED_ANSWER = 16 * 1024 * 1024
@@ -49,6 +51,10 @@ class Deadline:
 
     def remaining(self) -> float:
         return self.at - time.monotonic()
+
+    def loop_time(self) -> float:
+        """The same moment on the running event loop's clock."""
+        return asyncio.get_running_loop().time() + self.remaining()
 
     def timeout(self) -> aiohttp.ClientTimeout:
         left = self.remaining()
@@ -99,6 +105,8 @@ class Captured:
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
+            # A second start is the relay's refusal of an answer that ran out of time.
+            self.chunks, self.size, self.overflow = [], 0, False
             self.status = message["status"]
             self.headers = {
                 name.decode("latin-1").lower(): value.decode("latin-1")
@@ -297,10 +305,19 @@ class OpenAICalls:
 
         captured = Captured()
         try:
-            async with asyncio.timeout(max(deadline.remaining(), 0.0)):
-                await relay.serve(ticket, adapt, never_disconnects, captured.send, accounted=False)
+            async with asyncio.timeout(max(deadline.remaining(), 0.0) + BACKSTOP_SECONDS):
+                await relay.serve(
+                    ticket,
+                    adapt,
+                    never_disconnects,
+                    captured.send,
+                    accounted=False,
+                    deadline=deadline.loop_time(),
+                )
         except TimeoutError:
             raise gateway_timeout("within the Action's time budget") from None
+        if ticket.refusal is not None:  # the relay's own (404, 504...), raised as before
+            raise ticket.refusal
         if captured.overflow:
             raise bad_gateway("the answer was too large for an Action")
         return captured
