@@ -228,3 +228,19 @@ def test_a_bad_relay_unpriced_stops_start_up_naming_it(monkeypatch: pytest.Monke
     monkeypatch.setenv("RELAY_UNPRICED", "maybe")
     with pytest.raises(ConfigError, match="RELAY_UNPRICED"):
         load_settings()
+
+
+def test_a_key_without_a_cap_has_its_images_and_speech_costed_in_the_ledger(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/team.db"
+    secrets = asyncio.run(create_keys_async(url, bob={}))
+    with (
+        relay_in_thread(upstream.base_url, RELAY_DATABASE_URL=url) as relay,
+        openai.OpenAI(base_url=relay.base_url, api_key=secrets["bob"], max_retries=0) as sdk,
+    ):
+        sdk.images.generate(model="dall-e-3", prompt="a lighthouse", n=2, quality="hd")
+        sdk.audio.speech.create(model="tts-1-hd", voice="alloy", input="y" * 500).read()
+    costs = asyncio.run(_costs(url))
+    assert costs["/v1/images/generations"] == pytest.approx([0.16])
+    assert costs["/v1/audio/speech"] == pytest.approx([0.015])

@@ -21,6 +21,7 @@ from teamrelay.errors import RelayError
 from teamrelay.forward import Exchange
 from teamrelay.keys.store import KeyRecord
 from teamrelay.ledger.recorder import LedgerEntry
+from teamrelay.limits.billed import SHAPED_JSON_OPERATIONS
 from teamrelay.tap.usage import Usage, usage_from
 
 Observer = Callable[[LedgerEntry], None]
@@ -56,6 +57,7 @@ class Outcome(NamedTuple):
     model: str | None
     aborted: bool
     status: int
+    usage_unknown: bool = False
 
 
 def outcome_of(ticket: Ticket) -> Outcome:
@@ -64,7 +66,14 @@ def outcome_of(ticket: Ticket) -> Outcome:
     if usage is not None:  # then the status does not matter
         return Outcome(usage[0], usage[1], usage[2], model, exchange.aborted, exchange.status)
     status, _ = _status_of(ticket, exchange)
-    return Outcome(None, None, None, model, exchange.aborted, status)
+    unknown = _usage_unknown(exchange, status)
+    return Outcome(None, None, None, model, exchange.aborted, status, unknown)
+
+
+def _usage_unknown(exchange: Exchange, status: int) -> bool:
+    """A successful answer the tap should have read and could not: not "no usage"."""
+    tap = exchange.tap
+    return tap is not None and tap.unreadable and status < 400
 
 
 def _status_of(ticket: Ticket, exchange: Exchange) -> tuple[int, str | None]:
@@ -115,6 +124,10 @@ def entry_of(ticket: Ticket) -> LedgerEntry:
         reasoning_tokens=reasoning_tokens,
         upstream_request_id=exchange.upstream_request_id,
         error_type=error_type,
+        shaped_body=body
+        if isinstance(body, bytes) and ticket.operation in SHAPED_JSON_OPERATIONS
+        else None,
+        usage_unknown=usage is None and _usage_unknown(exchange, status),
     )
 
 

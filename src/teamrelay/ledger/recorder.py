@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from teamrelay.ledger.models import LedgerRow
 from teamrelay.ledger.prices import Prices
+from teamrelay.limits.billed import shape_cost
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,12 @@ class LedgerEntry:
     # The dollars a successful request's shape bills when its answer counts no tokens (images
     # by size and quality, speech by characters, audio by minutes): the row's cost then.
     billed_usd: float | None = None
+    # Else the JSON body of an image or speech request, priced here (a key without a cap).
+    shaped_body: bytes | None = None
 
 
-_FIELDS = tuple(f.name for f in fields(LedgerEntry) if f.name != "billed_usd")
+_NOT_COLUMNS = ("billed_usd", "shaped_body")
+_FIELDS = tuple(f.name for f in fields(LedgerEntry) if f.name not in _NOT_COLUMNS)
 _COLUMNS = (*_FIELDS, "cost_usd")
 Row = tuple[Any, ...]
 _AFTER_TS = attrgetter(*_FIELDS[1:])  # `ts` is the first field, written as a stamp
@@ -231,8 +235,10 @@ class Recorder:
         cost = self._prices.cost(
             entry.model, entry.input_tokens, entry.output_tokens, entry.cached_tokens
         )
-        if cost is None and entry.billed_usd is not None and entry.status < 400:
+        if cost is None and entry.status < 400:
             cost = entry.billed_usd
+            if cost is None and entry.shaped_body is not None:
+                cost = shape_cost(entry.operation, entry.shaped_body, self._prices)
         return (stamp, *_AFTER_TS(entry), cost)
 
     async def _write_singly(self, batch: list[Row]) -> None:

@@ -32,6 +32,8 @@ AUDIO_OPERATIONS: Final = frozenset({"createTranscription", "createTranslation"}
 DEFAULT_IMAGE_MODEL: Final = "dall-e-2"
 GPT_IMAGE_MODEL: Final = "gpt-image-1"
 _SHAPED: Final = IMAGE_OPERATIONS | SPEECH_OPERATIONS | AUDIO_OPERATIONS
+# Their JSON bodies are small (a prompt, a text to speak): the ledger keeps them to price a row.
+SHAPED_JSON_OPERATIONS: Final = frozenset({"createImage", "createImageEdit", "createSpeech"})
 _TIER: Final = re.compile(rb'"service_tier"\s*:\s*"(flex|priority|default|auto|scale)"')
 _GPT_IMAGE_ONLY: Final = frozenset(
     {"background", "moderation", "output_compression", "output_format", "partial_images"}
@@ -116,24 +118,43 @@ def priced(
         usd = prices.cost(model, guess.input_tokens, guess.output_tokens, 0, tier) or 0.0
         return guess._replace(model=model, usd=usd, tier=tier)
     fields = _fields(body, form)
-    model = _text(fields.get("model")) or guess.model
+    model, dollars = _shape(
+        operation_id, fields, _text(fields.get("model")) or guess.model, length, prices
+    )
+    return guess._replace(model=model, usd=dollars or 0.0, billed=dollars)
+
+
+def shape_cost(operation_id: str | None, body: bytes, prices: Prices) -> float | None:
+    """What a JSON request priced by its shape (images, speech) bills, for the ledger row of a
+    key without a dollar cap; None for other operations."""
+    if operation_id not in SHAPED_JSON_OPERATIONS:
+        return None
+    fields = _fields(body, None)
+    return _shape(operation_id, fields, _text(fields.get("model")), None, prices)[1]
+
+
+def _shape(
+    operation_id: str,
+    fields: Mapping[str, Any],
+    model: str | None,
+    length: int | None,
+    prices: Prices,
+) -> tuple[str | None, float | None]:
+    """The model and the dollars of an operation priced by its shape."""
     if operation_id in IMAGE_OPERATIONS:
         model = model or _default_image_model(fields)
         count = _int(fields.get("n"), 1)
-        dollars = prices.images(
-            model, count, _text(fields.get("quality")), _text(fields.get("size"))
-        )
-        return guess._replace(model=model, usd=dollars or 0.0, billed=dollars)
+        quality, size = _text(fields.get("quality")), _text(fields.get("size"))
+        return model, prices.images(model, count, quality, size)
     if operation_id in SPEECH_OPERATIONS:
         text = fields.get("input")
         characters = len(text) if isinstance(text, str) else 0
         dollars = prices.characters(model, characters)
         if dollars is None:
             dollars = prices.minutes(model, 60 * characters / CHARACTERS_PER_MINUTE)
-        return guess._replace(model=model, usd=dollars or 0.0, billed=dollars)
-    size = length if length is not None else MAX_AUDIO_BYTES  # transcription, translation
-    dollars = prices.minutes(model, size / AUDIO_BYTES_PER_SECOND)
-    return guess._replace(model=model, usd=dollars or 0.0, billed=dollars)
+        return model, dollars
+    upload = length if length is not None else MAX_AUDIO_BYTES  # transcription, translation
+    return model, prices.minutes(model, upload / AUDIO_BYTES_PER_SECOND)
 
 
 def is_unpriced(model: str | None, prices: Prices) -> bool:

@@ -106,12 +106,15 @@ class Used(Protocol):
     def aborted(self) -> bool: ...
     @property
     def status(self) -> int: ...
+    @property
+    def usage_unknown(self) -> bool: ...
 
 
 def actual_of(used: Used, guess: Estimate, prices: Prices, *, priced: bool = True) -> Actual:
     """What the finished request used: its reported usage, else what the request's shape bills
     (images, speech, audio minutes) once it succeeded, else the guess for an answer that
-    started and was cut off (generation is billed), else nothing (refused or failed)."""
+    started and was cut off (generation is billed) or whose usage could not be read (unknown
+    is not zero), else nothing (refused or failed)."""
     if used.input_tokens is not None or used.output_tokens is not None:
         used_in, used_out = used.input_tokens or 0, used.output_tokens or 0
         if not priced:
@@ -121,6 +124,6 @@ def actual_of(used: Used, guess: Estimate, prices: Prices, *, priced: bool = Tru
         return Actual(used_in + used_out, cost if cost is not None else guess.billed or 0.0)
     if guess.billed is not None and used.status < 400:
         return Actual(0, guess.billed)
-    if used.aborted and used.status < 400:
+    if (used.aborted or used.usage_unknown) and used.status < 400:
         return Actual(guess.tokens, guess.usd)
     return Actual(0, 0.0)
