@@ -122,12 +122,24 @@ def test_a_redirect_within_the_allowlist_is_followed(
     assert upstream.store.files[file_id].path.read_bytes() == b"redirected"
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.1.2.3",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of the cloud metadata address
+        "64:ff9b:1::a00:1",  # local-use NAT64
+        "::a00:1",  # IPv4-compatible 10.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+    ],
+)
 def test_a_name_resolving_to_a_private_address_is_refused(
-    gpt_relay: RunningRelay, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+    gpt_relay: RunningRelay, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, address: str
 ) -> None:
-    async def private(self: Any, host: str, port: int = 0, family: int = 0) -> list[Any]:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    async def private(self: Any, host: str, port: int = 0, family_: int = 0) -> list[Any]:
         return [
-            {"hostname": host, "host": "10.1.2.3", "port": port, "family": socket.AF_INET}
+            {"hostname": host, "host": address, "port": port, "family": family}
             | {"proto": 0, "flags": 0}
         ]
 

@@ -92,9 +92,38 @@ def _name_from_url(link: str, index: int) -> str:
     return _clean_name(tail or f"chat-file-{index + 1}")
 
 
+# IPv6 forms that carry an IPv4 address in their last 32 bits: NAT64's well-known prefix
+# (RFC 6052), IPv4-compatible (RFC 4291, deprecated) and IPv4-translated (RFC 2765). A
+# gateway on the path turns them into that IPv4 address, so it is the one to check.
+_LOW_32_BITS = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96")
+)
+# NAT64 for local use (RFC 8215): the IPv4 address may sit anywhere; never global.
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address stands for (6to4, Teredo, NAT64, ...)."""
+    found: list[ipaddress.IPv4Address] = []
+    if any(address in network for network in _LOW_32_BITS):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    return found
+
+
 def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address, loopback: bool) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return _forbidden(address.ipv4_mapped, loopback)
+        if loopback and address.is_loopback:
+            return False
+        if address in _NAT64_LOCAL:
+            return True
+        if any(_forbidden(v4, loopback=False) for v4 in _embedded_ipv4(address)):
+            return True
     if loopback and address.is_loopback:
         return False
     return not address.is_global or address.is_multicast
