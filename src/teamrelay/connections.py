@@ -42,7 +42,14 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _UNSAFE_IN_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 # The answer's headers the relay reads, kept by lower-case name as they arrive.
 _READ = frozenset(
-    {b"content-length", b"content-type", b"content-encoding", b"transfer-encoding", b"x-request-id"}
+    {
+        b"content-length",
+        b"content-type",
+        b"content-encoding",
+        b"transfer-encoding",
+        b"x-request-id",
+        b"location",
+    }
 )
 
 

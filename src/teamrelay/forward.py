@@ -71,6 +71,8 @@ class Exchange:
     aborted: bool = False
     upstream_request_id: str | None = None
     error_type: str | None = None
+    # A 201's `Location`: where a create answered without JSON names its object.
+    location: str | None = None
 
 
 def _relay_failure(exc: BaseException) -> RelayError:
@@ -152,6 +154,8 @@ async def _answer(
 ) -> None:
     status = exchange.status = response.status
     exchange.upstream_request_id = response.header(b"x-request-id")
+    if status == 201:
+        exchange.location = response.header(b"location")
     content_type = response.header(b"content-type")
     tap = (
         Tap.for_response(content_type, response.header(b"content-encoding"), call.strip_usage)

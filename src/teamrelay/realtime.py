@@ -231,6 +231,8 @@ class RealtimeBridge:
         if operation.operation_id != _RESPONSES_SOCKET:  # its frames name their models
             self.relay.router.check_model_name(model)
         if query:
+            if key is not None and self.relay.isolation.confines(key):
+                await self.relay.isolation.check_query(key.id, query.decode("latin-1"))
             target += "?" + query.decode("latin-1")
         limits = self.relay.limits
         admitted = await limits.admit(key, operation, None) if key and key.limits else None

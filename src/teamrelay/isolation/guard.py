@@ -168,9 +168,10 @@ class Isolation:
         """After the answer: remember an object this call created, for its key."""
         if key is None or exchange is None or not 200 <= exchange.status < 300:
             return
-        tap = exchange.tap
-        if tap is not None:
-            self.remember(key, operation, path, body, tap.object_id)
+        object_id = exchange.tap.object_id if exchange.tap is not None else None
+        if object_id is None and exchange.location:
+            object_id = exchange.location.rstrip("/").rpartition("/")[2]
+        self.remember(key, operation, path, body, object_id)
 
     def remember(
         self,

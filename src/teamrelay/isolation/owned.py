@@ -29,11 +29,15 @@ ID_PREFIXES: Final = (
     "asst_",
     "thread_",
     "chatcmpl-",
+    "rtc_",
 )
 _OWNED_ID = re.compile("(?:" + "|".join(map(re.escape, ID_PREFIXES)) + r")[A-Za-z0-9_\-]{1,200}\Z")
 # Creates whose object the upstream keeps only when asked to (`"store": true`).
 STORED_WHEN_ASKED: Final = frozenset({"createChatCompletion"})
 _STORE_TRUE = re.compile(rb'"store"\s*:\s*true')
+# Creates answered with the new object's URL in `Location`, not with JSON (a realtime call's
+# SDP answer).
+LOCATION_CREATES: Final = frozenset({"/realtime/calls"})
 # Answers naming objects derived from the one asked about, which belong to its owner.
 DERIVED_FROM: Final = frozenset({"retrieveBatch", "cancelBatch", "listBatches", "completeUpload"})
 
@@ -59,7 +63,7 @@ class Scope:
 
 class OwnedOperations:
     def __init__(self, catalog: Catalog) -> None:
-        json_creates = {
+        json_creates = LOCATION_CREATES | {
             op.path
             for op in catalog.operations
             if op.method == "POST" and not op.params and "application/json" in op.response_types
