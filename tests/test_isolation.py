@@ -33,7 +33,7 @@ def test_owned_collections_come_from_the_catalog() -> None:
     for collection in ("/conversations", "/containers", "/videos", "/skills", "/chat/completions"):
         assert collection in OWNED.collections
     assert "/models" not in OWNED.collections  # nobody creates models through the API
-    assert "/realtime/calls" not in OWNED.collections  # created with SDP, not JSON
+    assert "/realtime/calls" in OWNED.collections  # created with SDP, named by `Location`
 
 
 def test_the_owned_id_is_the_first_path_parameter() -> None:
