@@ -1,10 +1,14 @@
 """Every surface that reaches an OpenAI operation gets the same controls, from the same code.
 
-A matrix: each surface (the `/v1/proxy` envelope, the Actions `callOpenAI` operation, the MCP
-`callOpenAI` tool) against each control (another key's id in the path, in the path with a
-query, in the query, in the body; lists filtered to the caller's objects; objects created
-through the surface owned by their creator; an rpm cap; a daily token budget; a ledger row
-with the real usage). A new surface is one more row in SURFACES.
+A matrix: each surface (plain `/v1` HTTP, the `/v1/proxy` envelope, the Actions `callOpenAI`
+operation, the MCP `callOpenAI` tool) against each control (another key's id in the path, in
+the path with a query, in the query, in the body; lists filtered to the caller's objects;
+objects created through the surface owned by their creator; an rpm cap; a daily token budget;
+a ledger row with the real usage). A new surface is one more row in SURFACES. The surfaces an
+envelope cannot express have their own tests: Responses WebSocket frames
+(test_responses_websocket_frames_pass_the_same_controls), realtime calls
+(test_realtime_calls_belong_to_the_member_who_placed_them), forms and encodings
+(test_unreadable_bodies_are_refused_not_waved_through).
 """
 
 from __future__ import annotations
@@ -49,6 +53,19 @@ class Answer:
 Call = Callable[[RunningRelay, str, Envelope], Awaitable[Answer]]
 
 
+async def _v1(relay: RunningRelay, secret: str, envelope: Envelope) -> Answer:
+    """The envelope as the plain HTTP request it stands for."""
+    async with httpx2.AsyncClient(timeout=20) as http:
+        answer = await http.request(
+            envelope["method"],
+            relay.url + envelope["path"],
+            params=envelope.get("query"),
+            json=envelope.get("body"),
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+    return Answer(answer.status_code, answer.json())
+
+
 async def _v1_proxy(relay: RunningRelay, secret: str, envelope: Envelope) -> Answer:
     async with httpx2.AsyncClient(timeout=20) as http:
         answer = await http.post(
@@ -81,7 +98,12 @@ async def _mcp(relay: RunningRelay, secret: str, envelope: Envelope) -> Answer:
     return Answer(None, json.loads(first.text))
 
 
-SURFACES: dict[str, Call] = {"v1_proxy": _v1_proxy, "actions": _actions, "mcp": _mcp}
+SURFACES: dict[str, Call] = {
+    "v1": _v1,
+    "v1_proxy": _v1_proxy,
+    "actions": _actions,
+    "mcp": _mcp,
+}
 
 
 @dataclass

@@ -31,7 +31,9 @@ async def test_only_the_caller_can_steer_attach_to_or_end_a_call(
             openai.AsyncOpenAI(
                 base_url=relay.base_url, api_key=secrets["alice"], max_retries=0
             ) as alice,
-            openai.AsyncOpenAI(base_url=relay.base_url, api_key=secrets["bob"], max_retries=0) as bob,
+            openai.AsyncOpenAI(
+                base_url=relay.base_url, api_key=secrets["bob"], max_retries=0
+            ) as bob,
         ):
             created = await alice.realtime.calls.with_raw_response.create(
                 sdp=OFFER, session={"type": "realtime", "model": "gpt-realtime"}
