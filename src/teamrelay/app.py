@@ -20,7 +20,7 @@ from teamrelay.config import ConfigError, Settings, load_settings
 from teamrelay.errors import RelayError, invalid_request
 from teamrelay.gateway import Relay
 from teamrelay.mcpserver import mount_mcp
-from teamrelay.oauth import oauth_routes
+from teamrelay.oauth.routes import oauth_router
 from teamrelay.observability.routes import metrics_router
 from teamrelay.public import public_router
 from teamrelay.realtime import RealtimeBridge, session_entry
@@ -43,7 +43,7 @@ def local_app(relay: Relay) -> FastAPI:
     app.include_router(dashboard_router(relay.keys, relay.engine, session_key(relay.settings)))
     app.include_router(actions_router(relay))
     if relay.settings.oauth_enabled:
-        app.include_router(oauth_routes(relay))
+        app.include_router(oauth_router(relay.settings, relay.keys, relay.tokens))
     mount_mcp(app, relay)
 
     @app.exception_handler(HTTPException)

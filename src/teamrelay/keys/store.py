@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from teamrelay.keys.secrets import digest, display_prefix, generate
 from teamrelay.ledger.models import KeyRow
+from teamrelay.oauth.signins import end_sign_ins
 
 SCOPES = frozenset({"api", "actions", "admin"})
 BOOTSTRAP_SCOPES = SCOPES
@@ -230,19 +231,22 @@ class KeyStore:
     async def revoke(self, id_or_name: str) -> KeyRecord:
         async with self._sessions() as session:
             row = await self._find(session, id_or_name)
+            now = datetime.now(UTC)
             if row.revoked_at is None:
                 await session.execute(
                     update(KeyRow)
                     .where(KeyRow.id == row.id, KeyRow.revoked_at.is_(None))
-                    .values(revoked_at=datetime.now(UTC))
+                    .values(revoked_at=now)
                 )
-                await session.commit()
-                await session.refresh(row)
+            await end_sign_ins(session, row.id, now)
+            await session.commit()
+            await session.refresh(row)
         self._forget(row.id)
         return _record(row)
 
     async def rotate(self, id_or_name: str) -> tuple[KeyRecord, str]:
-        """Same id, name, scopes and ledger history; a new secret, and the old one stops working."""
+        """Same id, name, scopes and ledger history; a new secret, and the old one stops
+        working, with every OAuth sign-in made with it (a rotation is how a leak is answered)."""
         secret = generate()
         async with self._sessions() as session:
             row = await self._find(session, id_or_name)
@@ -250,6 +254,7 @@ class KeyStore:
                 raise ValueError(f"key {row.name!r} is revoked; create a new one instead")
             row.secret_hash = digest(secret)
             row.prefix = display_prefix(secret)
+            await end_sign_ins(session, row.id, datetime.now(UTC))
             await session.commit()
         self._forget(row.id)
         return _record(row), secret
