@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(4 * 2**30, gt=0, validation_alias="RELAY_MAX_BODY_BYTES")
     max_json_bytes: int = Field(32 * 2**20, gt=0, validation_alias="RELAY_MAX_JSON_BYTES")
     upstream_connections: int = Field(512, gt=0, validation_alias="RELAY_UPSTREAM_CONNECTIONS")
+    # Overrides HTTPS_PROXY/HTTP_PROXY/NO_PROXY for the connections to the upstream (egress).
+    upstream_proxy: str | None = Field(None, validation_alias="RELAY_UPSTREAM_PROXY")
+    upstream_ca_file: Path | None = Field(
+        None, validation_alias=AliasChoices("RELAY_UPSTREAM_CA_FILE", "RELAY_UPSTREAM_CA_BUNDLE")
+    )
 
     # GPT Actions
     actions_answer_budget: float = Field(
@@ -125,7 +130,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL without query or fragment")
         return value.rstrip("/")
 
-    @field_validator("policy_file", "prices_file")
+    @field_validator("policy_file", "prices_file", "upstream_ca_file")
     @classmethod
     def _readable_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

@@ -21,7 +21,9 @@ client slows the upstream instead of filling memory.
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
+import socket
 import ssl
 import time
 from collections import deque
@@ -31,7 +33,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
+from aiohappyeyeballs import start_connection
 
+from teamrelay.egress import Proxy
 from teamrelay.headers import HOP_BY_HOP
 
 _HIGH_WATER = 256 * 1024
@@ -40,6 +44,9 @@ _KEEPALIVE_SECONDS = 15.0
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _UNSAFE_IN_TARGET = re.compile(rb"[\x00-\x20\x7f]")
+# RFC 8305's recommended delay before the next address is tried, as aiohttp and asyncio use.
+_HAPPY_EYEBALLS_DELAY = 0.25
+_PROXY_HEAD_LIMIT = 16 * 1024
 # The answer's headers the relay reads, kept by lower-case name as they arrive.
 _READ = frozenset(
     {
@@ -54,23 +61,48 @@ _READ = frozenset(
 
 
 class UpstreamError(Exception):
-    """The exchange with the upstream failed; subclasses say where."""
+    """The exchange with the upstream failed; subclasses say where.
+
+    `str()` is the detail for the relay's log; `reason` is the phase the client's error names.
+    Neither holds a secret (no header values, no proxy credentials).
+    """
+
+    reason = "the exchange failed"
+
+    def __init__(self, detail: str, reason: str | None = None) -> None:
+        super().__init__(detail)
+        if reason is not None:
+            self.reason = reason
 
 
 class ConnectFailed(UpstreamError):
-    """No connection could be made (refused, unreachable, TLS handshake failed)."""
+    """No connection could be made (DNS, refused, unreachable, TLS, the egress proxy)."""
+
+    reason = "connection failed"
 
 
 class ConnectTimeout(UpstreamError, TimeoutError):
     """Connecting took longer than the connect timeout."""
 
+    reason = "connect"
+
+
+class PoolExhausted(ConnectTimeout):
+    """Every pooled connection stayed busy for the connect timeout."""
+
+    reason = "all upstream connections are busy"
+
 
 class ReadTimeout(UpstreamError, TimeoutError):
     """The upstream sent nothing for longer than the read (head) or idle (body) timeout."""
 
+    reason = "waiting for the response"
+
 
 class ConnectionBroke(UpstreamError):
     """The connection ended, or sent something unparsable, before the answer was complete."""
+
+    reason = "the connection broke"
 
 
 class Response:
@@ -344,8 +376,11 @@ class ConnectionPool:
         connect_timeout: float,
         read_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
-        """`ssl_context` for an https upstream: the system's trusted CAs when None."""
+        """`ssl_context` for an https upstream: the system's trusted CAs when None. Through a
+        `proxy`, an https upstream is reached in a CONNECT tunnel and an http one with
+        absolute-form targets; a direct connection pays nothing for either."""
         parts = urlsplit(base_url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or ""
@@ -356,6 +391,23 @@ class ConnectionPool:
         if ":" in self.host:
             host = f"[{self.host}]" if default_port else f"[{self.host}]:{self.port}"
         self._host_line = b"host: " + host.encode("idna") + b"\r\n"
+        self._proxy = proxy
+        self._tunnel: bytes | None = None
+        if proxy is not None:
+            authorization = b""
+            if proxy.authorization is not None:
+                authorization = b"proxy-authorization: " + proxy.authorization + b"\r\n"
+            if self.https:
+                name = f"[{self.host}]" if ":" in self.host else self.host
+                authority = f"{name}:{self.port}".encode("idna")
+                self._tunnel = b"CONNECT %s HTTP/1.1\r\nhost: %s\r\n%s\r\n" % (
+                    authority,
+                    authority,
+                    authorization,
+                )
+            else:
+                self.prefix = b"http://" + host.encode("idna") + self.prefix
+                self._host_line += authorization
         self._ssl = (ssl_context or ssl.create_default_context()) if self.https else None
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -407,7 +459,7 @@ class ConnectionPool:
         try:
             await asyncio.wait_for(self._slots.acquire(), self.connect_timeout)
         except TimeoutError:
-            raise ConnectTimeout(f"all {self._limit} upstream connections stayed busy") from None
+            raise PoolExhausted(f"all {self._limit} upstream connections stayed busy") from None
 
     def _head(
         self,
@@ -499,22 +551,88 @@ class ConnectionPool:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, connection = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Connection(self),
-                    self.host,
-                    self.port,
-                    ssl=self._ssl,
-                    server_hostname=self.host if self._ssl else None,
-                ),
-                self.connect_timeout,
-            )
+            async with asyncio.timeout(self.connect_timeout):
+                sock = await self._open_socket(loop)
+                try:
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self),
+                        sock=sock,
+                        ssl=self._ssl,
+                        server_hostname=self.host if self._ssl else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
             raise ConnectTimeout(f"connecting took over {self.connect_timeout} s") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectFailed(
+                f"TLS certificate verification failed for {self.host}: {exc.verify_message}",
+                "TLS certificate verification failed",
+            ) from None
+        except ssl.SSLError as exc:
+            raise ConnectFailed(
+                f"TLS handshake with {self.host} failed: {exc.reason}", "TLS handshake failed"
+            ) from None
         except OSError as exc:
-            raise ConnectFailed(str(exc) or type(exc).__name__) from None
+            raise ConnectFailed(
+                f"connecting to {self._peer()} failed: {exc}", _cause(exc)
+            ) from None
         self._open.add(connection)
         return connection
+
+    async def _open_socket(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
+        """A connected socket to the upstream, or through the proxy's tunnel to it, trying every
+        address the name resolves to in RFC 8305's order (an unreachable IPv6 address does
+        not hold up a working IPv4 one)."""
+        proxy = self._proxy
+        host, port = (proxy.host, proxy.port) if proxy is not None else (self.host, self.port)
+        try:
+            addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ConnectFailed(
+                f"DNS lookup of {host} failed: {exc}", "DNS lookup failed"
+            ) from None
+        sock = await start_connection(
+            addresses, happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY, interleave=1
+        )
+        if self._tunnel is not None:
+            try:
+                await self._open_tunnel(loop, sock)
+            except BaseException:
+                sock.close()
+                raise
+        return sock
+
+    async def _open_tunnel(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        """HTTP CONNECT through the egress proxy; TLS to the upstream then runs inside it."""
+        assert self._tunnel is not None
+        assert self._proxy is not None
+        await loop.sock_sendall(sock, self._tunnel)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = await loop.sock_recv(sock, 4096)
+            if not data or len(head) > _PROXY_HEAD_LIMIT:
+                raise ConnectFailed(
+                    f"the egress proxy {self._proxy.address} gave no answer to CONNECT",
+                    "the egress proxy closed the tunnel",
+                )
+            head += data
+        status_line = head.partition(b"\r\n")[0]
+        fields = status_line.split(None, 2)
+        status = fields[1].decode("latin-1") if len(fields) > 1 else "?"
+        # Bytes after the answer's head would be the proxy's, not the upstream's TLS.
+        well_formed = fields[0].startswith(b"HTTP/") and head.endswith(b"\r\n\r\n")
+        if not (well_formed and status.startswith("2")):
+            raise ConnectFailed(
+                f"the egress proxy {self._proxy.address} answered CONNECT with {status_line!r}",
+                f"the egress proxy refused the tunnel ({status})",
+            )
+
+    def _peer(self) -> str:
+        if self._proxy is not None:
+            return f"the egress proxy {self._proxy.address}"
+        return f"{self.host}:{self.port}"
 
     def put(self, connection: _Connection) -> None:
         if len(self._idle) < self._limit:
@@ -535,6 +653,14 @@ class ConnectionPool:
             if connection.transport is not None:
                 connection.transport.close()
         self._idle.clear()
+
+
+def _cause(exc: OSError) -> str:
+    if exc.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return "network unreachable"
+    return "connection failed"
 
 
 def _expire_head(waiter: asyncio.Future[Any]) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from starlette.types import Receive, Send
 
 from teamrelay.body import ClientGone, RequestBody
-from teamrelay.connections import ConnectFailed, ConnectTimeout, Response, UpstreamError
+from teamrelay.connections import Response, UpstreamError
 from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
 from teamrelay.headers import REQUEST_ID
 from teamrelay.observability.metrics import STREAMS
@@ -75,14 +75,14 @@ class Exchange:
     location: str | None = None
 
 
-def _relay_failure(exc: BaseException) -> RelayError:
-    if isinstance(exc, ConnectTimeout):
-        return gateway_timeout("connect")
+def _relay_failure(exc: UpstreamError, request_id: bytes) -> RelayError:
+    """The client's error names the phase; the log, once, says why (with no secrets in it)."""
+    logger.warning(
+        "upstream failed (%s): %s [request %s]", exc.reason, exc, request_id.decode("latin-1")
+    )
     if isinstance(exc, TimeoutError):
-        return gateway_timeout("waiting for the response")
-    if isinstance(exc, ConnectFailed):
-        return bad_gateway("connection failed")
-    return bad_gateway(type(exc).__name__)
+        return gateway_timeout(exc.reason)
+    return bad_gateway(exc.reason)
 
 
 def _sse_error(message: str) -> bytes:
@@ -118,7 +118,7 @@ async def forward(upstream: Upstream, call: Call, receive: Receive, send: Send) 
             exchange.error_type = "client_disconnected"
             return exchange
         failure = body.error if isinstance(body, RequestBody) and body.error else None
-        failure = failure or _relay_failure(exc)
+        failure = failure or _relay_failure(exc, call.request_id)
         exchange.status = failure.status
         exchange.error_type = failure.code
         await failure.send(send, [(REQUEST_ID, call.request_id)])
@@ -174,7 +174,7 @@ async def _answer(
         try:
             payload = await response.read(upstream.read_timeout)
         except UpstreamError as exc:
-            failure = _relay_failure(exc)
+            failure = _relay_failure(exc, request_id)
             exchange.status, exchange.error_type = failure.status, failure.code
             await failure.send(send, [(REQUEST_ID, request_id)])
             return

@@ -3,15 +3,19 @@
 `pool` carries the `/v1` pass-through (see `connections`). `session` is aiohttp, for the
 relay's own calls: Actions wrappers, multipart it builds, WebSockets. Neither decodes bodies
 (compressed answers pass through with their Content-Encoding), adds headers the client did not
-send, keeps cookies or reads proxy environment variables.
+send or keeps cookies. Both take the one egress route `egress.upstream_proxy` decides and trust
+the same CAs (`RELAY_UPSTREAM_CA_FILE`, else the system's, which `SSL_CERT_FILE` can replace).
 """
 
 from __future__ import annotations
+
+import ssl
 
 import aiohttp
 
 from teamrelay.config import Settings
 from teamrelay.connections import ConnectionPool
+from teamrelay.egress import upstream_proxy
 
 _NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
@@ -31,6 +35,8 @@ class Upstream:
             sock_read=settings.read_timeout,
         )
         self._limit = settings.upstream_connections
+        self.proxy = upstream_proxy(self.base_url, settings.upstream_proxy)
+        self._ca_file = settings.upstream_ca_file
         self._session: aiohttp.ClientSession | None = None
         self._pool: ConnectionPool | None = None
 
@@ -47,20 +53,25 @@ class Upstream:
         return self._pool
 
     async def start(self) -> None:
+        tls = ssl.create_default_context(cafile=self._ca_file)
         self._pool = ConnectionPool(
             self.base_url,
             limit=self._limit,
             connect_timeout=self._connect_timeout,
             read_timeout=self.read_timeout,
+            ssl_context=tls,
+            proxy=self.proxy,
         )
-        connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300, ssl=tls)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
             auto_decompress=False,
             skip_auto_headers=_NO_AUTO_HEADERS,
             cookie_jar=aiohttp.DummyCookieJar(),
+            # The proxy decided once for the upstream, not the environment per request.
             trust_env=False,
+            proxy=self.proxy.url if self.proxy is not None else None,
         )
 
     async def close(self) -> None:

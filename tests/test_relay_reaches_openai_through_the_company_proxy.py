@@ -1,0 +1,81 @@
+"""A company reaches the internet only through its egress proxy: the relay's calls to OpenAI
+(the `/v1` pass-through and the WebSockets) go through the proxy the standard variables name,
+`NO_PROXY` sends them direct, and the proxy's credentials never reach the relay's log."""
+
+from __future__ import annotations
+
+import logging
+
+import openai
+import pytest
+
+from egressproxy import egress_proxy
+from fakeupstream import FakeUpstream
+from servers import RELAY_KEY, relay_in_thread
+
+USER, PASSWORD = "relay", "proxy-secret-4711"
+
+
+async def _calls(base_url: str) -> None:
+    async with openai.AsyncOpenAI(base_url=base_url, api_key=RELAY_KEY, max_retries=0) as sdk:
+        chat = await sdk.chat.completions.create(
+            model="gpt-5-mini", messages=[{"role": "user", "content": "hello"}]
+        )
+        assert chat.choices[0].message.content
+        async with sdk.responses.connect() as connection:
+            await connection.response.create(model="gpt-4.1", input="hello")
+            async for event in connection:
+                if event.type in ("response.completed", "error"):
+                    assert event.type == "response.completed"
+                    break
+
+
+async def test_every_call_to_openai_goes_through_the_proxy_with_its_credentials(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with egress_proxy(credentials=(USER, PASSWORD)) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url(USER, PASSWORD))
+        with relay_in_thread(upstream.base_url) as relay:
+            monkeypatch.delenv("HTTP_PROXY")  # read once, at start-up; the SDK goes direct
+            await _calls(relay.base_url)
+    origin = upstream.base_url.removesuffix("/v1")
+    assert [(r.method, r.target) for r in proxy.requests] == [
+        ("POST", f"{origin}/v1/chat/completions"),
+        ("GET", f"{origin.replace('http', 'ws')}/v1/responses"),  # the WebSocket's handshake
+    ]
+    assert all(r.authorization is not None for r in proxy.requests)
+    assert PASSWORD not in caplog.text
+
+
+async def test_no_proxy_naming_the_upstream_sends_it_direct(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with egress_proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url())
+        monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+        with relay_in_thread(upstream.base_url) as relay:
+            monkeypatch.delenv("HTTP_PROXY")
+            await _calls(relay.base_url)
+    assert proxy.requests == []
+
+
+async def test_a_proxy_refusing_the_relay_is_a_502_that_says_so(
+    upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    with (
+        egress_proxy(credentials=(USER, PASSWORD)) as proxy,
+        relay_in_thread(
+            upstream.base_url.replace("http://", "https://"),
+            RELAY_UPSTREAM_PROXY=proxy.url(USER, "not-" + PASSWORD),
+        ) as relay,
+    ):
+        sdk = openai.AsyncOpenAI(base_url=relay.base_url, api_key=RELAY_KEY, max_retries=0)
+        with pytest.raises(openai.APIStatusError) as caught:
+            await sdk.models.list()
+        await sdk.close()
+    assert caught.value.status_code == 502
+    assert "egress proxy refused the tunnel (407)" in caught.value.message
+    assert "not-" + PASSWORD not in caplog.text
+    assert "407" in caplog.text
