@@ -24,12 +24,14 @@ from teamrelay.config import Settings
 
 UPSTREAM_KEY = "sk-test-upstream-0000000000000000"
 RELAY_KEY = "tr-test-alice-0000000000000000"
+ADMIN = {"Authorization": f"Bearer {RELAY_KEY}"}  # a bootstrap key holds every scope
 
 
 @dataclass
 class RunningRelay:
     url: str
     process: subprocess.Popen[bytes] | None = None
+    output: IO[bytes] | None = None  # a process's stdout and stderr
 
     @property
     def base_url(self) -> str:
@@ -71,6 +73,7 @@ def _serve_in_thread(settings: Settings) -> Iterator[RunningRelay]:
         log_level="warning",
         loop="uvloop",
         http="httptools",
+        proxy_headers=False,  # as `teamrelay serve`: RELAY_TRUSTED_PROXIES decides
         server_header=False,
         date_header=False,
     )
@@ -92,7 +95,9 @@ def _serve_in_thread(settings: Settings) -> Iterator[RunningRelay]:
 
 
 @contextlib.contextmanager
-def relay_process(upstream_base_url: str, **extra: str) -> Iterator[RunningRelay]:
+def relay_process(
+    upstream_base_url: str, log_level: str = "warning", **extra: str
+) -> Iterator[RunningRelay]:
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
@@ -100,7 +105,7 @@ def relay_process(upstream_base_url: str, **extra: str) -> Iterator[RunningRelay
     with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryFile() as output:
         env = {**os.environ, **relay_env(upstream_base_url, data_dir, **extra)}
         process = subprocess.Popen(
-            [*command, "--port", str(port), "--log-level", "warning"],
+            [*command, "--port", str(port), "--log-level", log_level],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -108,7 +113,7 @@ def relay_process(upstream_base_url: str, **extra: str) -> Iterator[RunningRelay
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_healthy(url, process, output)
-            yield RunningRelay(url, process)
+            yield RunningRelay(url, process, output)
         finally:
             process.terminate()
             try:

@@ -14,8 +14,9 @@ from teamrelay.check import check
 from teamrelay.config import ConfigError, load_settings
 from teamrelay.keys.cli import keys_app
 from teamrelay.ledger.cli import db_app, prices, usage
+from teamrelay.ledger.db import DatabaseUnreachable
 from teamrelay.oauth.cli import invite, oauth_app
-from teamrelay.observability.logs import logging_config
+from teamrelay.observability.logs import configured_secrets, logging_config
 from teamrelay.routing import Router
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A team's relay to OpenAI.")
@@ -51,7 +52,7 @@ def serve(
         loop="uvloop",
         http="httptools",
         log_level=log_level,
-        log_config=logging_config(settings.log_format, log_level),
+        log_config=logging_config(settings.log_format, log_level, configured_secrets(settings)),
         access_log=False,
         timeout_graceful_shutdown=settings.drain_seconds,
         proxy_headers=False,
@@ -72,4 +73,9 @@ keys_app.command("invite")(invite)
 
 
 def main() -> None:
-    app()
+    """Configuration and database failures are one line each, not a traceback."""
+    try:
+        app()
+    except (ConfigError, DatabaseUnreachable) as exc:
+        typer.echo(f"teamrelay: {exc}", err=True)
+        raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None

@@ -11,9 +11,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import fields
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from teamrelay.ledger.recorder import LedgerEntry
+from teamrelay.observability.redact import Redact
+
+if TYPE_CHECKING:
+    from teamrelay.config import Settings
 
 log = logging.getLogger("teamrelay.requests")
 
@@ -63,8 +68,10 @@ class JsonFormatter(logging.Formatter):
         }
         if request is not None:
             line["request"] = request
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # as `Redact` rendered it
+            line["error"] = record.exc_text
         return json.dumps(line, default=str)
 
 
@@ -79,8 +86,9 @@ class QuietAbort(logging.Filter):
         return True
 
 
-def logging_config(log_format: str, level: str) -> dict[str, Any]:
-    """A dictConfig for uvicorn to apply in every worker process."""
+def logging_config(log_format: str, level: str, secrets: Sequence[str] = ()) -> dict[str, Any]:
+    """A dictConfig for uvicorn to apply in every worker process; `secrets` are the configured
+    ones (upstream key, bootstrap keys...) that the handler's `Redact` filter blanks out."""
     formatter: dict[str, Any] = (
         {"()": f"{__name__}.JsonFormatter"}
         if log_format == "json"
@@ -90,12 +98,15 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"relay": formatter},
-        "filters": {"quiet_abort": {"()": f"{__name__}.QuietAbort"}},
+        "filters": {
+            "quiet_abort": {"()": f"{__name__}.QuietAbort"},
+            "redact": {"()": Redact, "secrets": list(secrets)},
+        },
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "relay",
-                "filters": ["quiet_abort"],
+                "filters": ["quiet_abort", "redact"],
             }
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
@@ -104,6 +115,17 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
             for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
         },
     }
+
+
+def configured_secrets(settings: Settings) -> list[str]:
+    """The secrets the environment holds in clear, for `Redact` to find in any shape."""
+    values = [settings.openai_api_key.get_secret_value(), *settings.relay_keys]
+    values += [s.get_secret_value() for s in (settings.metrics_token, settings.signing_key) if s]
+    for url in (settings.openai_base_url, settings.database_url, settings.redis_url or ""):
+        password = urlsplit(url).password
+        if password:
+            values.append(password)
+    return values
 
 
 def write_request_lines(entries: Sequence[LedgerEntry]) -> None:
