@@ -16,7 +16,7 @@ import pytest
 
 from fakeupstream import FakeUpstream
 from linkserver import LinkServer, files_env
-from servers import RELAY_KEY, RunningRelay, relay_in_thread
+from servers import ADMIN, RELAY_KEY, RunningRelay, relay_in_thread
 from teamrelay.actions.limits import MAX_PAYLOAD_CHARS
 from teamrelay.actions.schema import operations
 
@@ -149,7 +149,7 @@ def test_action_calls_land_in_the_ledger_with_their_usage(
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
-    before = httpx2.get(gpt_relay.url + "/metrics").text
+    before = httpx2.get(gpt_relay.url + "/metrics", headers=ADMIN).text
     answer = httpx2.post(
         gpt_relay.url + "/actions/ask",
         json={"input": "one two three", "model": "gpt-4.1"},
@@ -157,7 +157,7 @@ def test_action_calls_land_in_the_ledger_with_their_usage(
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
-    after = httpx2.get(gpt_relay.url + "/metrics").text
+    after = httpx2.get(gpt_relay.url + "/metrics", headers=ADMIN).text
     labels = {"operation": "actions.askModel", "status": "200"}
     requests = "teamrelay_requests_total"
     assert counted(after, requests, **labels) - counted(before, requests, **labels) == 1

@@ -18,7 +18,8 @@ import pytest
 
 from dbfixtures import ledger_rows
 from fakeupstream import FakeUpstream, chat_prompt, input_tokens, reply_words
-from servers import RELAY_KEY, UPSTREAM_KEY, RunningRelay, relay_in_thread
+from servers import ADMIN, RELAY_KEY, UPSTREAM_KEY, RunningRelay, relay_in_thread
+from teamkeys import create_keys
 from teamrelay.ledger.recorder import LedgerEntry
 from teamrelay.observability.logs import JsonFormatter, write_request_lines
 
@@ -118,7 +119,7 @@ def test_every_log_line_is_json_and_holds_no_key(
         http.post("/embeddings", json={"model": "text-embedding-3-small", "input": "x"})
         http.get("/models", headers={"Authorization": "Bearer tr-not-a-key-999"})
         http.get("/nope")
-    httpx2.get(relay.url + "/metrics").raise_for_status()  # drains pending lines
+    httpx2.get(relay.url + "/metrics", headers=auth).raise_for_status()  # drains pending lines
     formatter = JsonFormatter()
     lines = [line for record in caplog.records for line in formatter.format(record).split("\n")]
     requests = [json.loads(line) for line in lines if '"request"' in line]
@@ -194,6 +195,52 @@ def test_a_key_name_with_a_newline_keeps_its_json_request_line(
     assert [json.loads(line)["request"]["key_name"] for line in lines] == ["ops\nteam", "alice"]
 
 
+def test_metrics_need_the_metrics_token_or_an_admin_key(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/relay.db"
+    member = create_keys(url, bob={})["bob"]
+    env = {"RELAY_DATABASE_URL": url, "RELAY_METRICS_TOKEN": "metrics-secret"}
+    with relay_in_thread(upstream.base_url, **env) as relay:
+        scrapes = {
+            who: httpx2.get(relay.url + "/metrics", headers=headers)
+            for who, headers in {
+                "nobody": {},
+                "a wrong token": {"Authorization": "Bearer metrics-wrong"},
+                "a member": {"Authorization": f"Bearer {member}"},
+                "the metrics token": {"Authorization": "Bearer metrics-secret"},
+                "an admin key": ADMIN,
+                "an admin key as X-Relay-Key": {"X-Relay-Key": RELAY_KEY},
+            }.items()
+        }
+    assert {who: answer.status_code for who, answer in scrapes.items()} == {
+        "nobody": 401,
+        "a wrong token": 401,
+        "a member": 403,
+        "the metrics token": 200,
+        "an admin key": 200,
+        "an admin key as X-Relay-Key": 200,
+    }
+    for refused in ("nobody", "a wrong token", "a member"):
+        error = scrapes[refused].json()["error"]
+        assert error["message"] == "Metrics need the metrics token or an admin relay key."
+        assert error["code"] in ("invalid_api_key", "insufficient_scope")
+        assert "teamrelay_" not in scrapes[refused].text
+    assert "teamrelay_requests_total" in scrapes["an admin key"].text
+
+
+def test_without_a_token_metrics_need_an_admin_key_unless_made_public(
+    upstream: FakeUpstream,
+) -> None:
+    with relay_in_thread(upstream.base_url) as relay:
+        assert httpx2.get(relay.url + "/metrics").status_code == 401
+        assert httpx2.get(relay.url + "/metrics", headers=ADMIN).status_code == 200
+    with relay_in_thread(upstream.base_url, RELAY_METRICS_PUBLIC="true") as relay:
+        scrape = httpx2.get(relay.url + "/metrics")
+    assert scrape.status_code == 200
+    assert "teamrelay_requests_total" in scrape.text
+
+
 def test_with_metrics_off_the_route_is_an_openai_404_and_the_ledger_still_records(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
@@ -237,12 +284,12 @@ def test_with_request_lines_off_no_request_is_logged(
         relay_in_thread(upstream.base_url, RELAY_REQUEST_LOG_ENABLED="false") as relay,
         openai.OpenAI(base_url=relay.base_url, api_key=RELAY_KEY, max_retries=0) as sdk,
     ):
-        before = httpx2.get(relay.url + "/metrics").text
+        before = httpx2.get(relay.url + "/metrics", headers=ADMIN).text
         sdk.chat.completions.create(model="gpt-4.1", messages=MESSAGES)
         list(sdk.chat.completions.create(model="gpt-4.1", messages=MESSAGES, stream=True))
         with pytest.raises(openai.NotFoundError):
             sdk.files.retrieve("file-nope")
-        after = httpx2.get(relay.url + "/metrics").text
+        after = httpx2.get(relay.url + "/metrics", headers=ADMIN).text
     chat = {"operation": "createChatCompletion", "status": "200"}
     requests = "teamrelay_requests_total"
     assert _metric(after, requests, **chat) - _metric(before, requests, **chat) == 2

@@ -22,7 +22,15 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from fakeupstream import FakeUpstream, Received
 from fakeupstream.api_realtime import CALLS, connection_of, sdp_answer
-from servers import RELAY_KEY, UPSTREAM_KEY, RunningRelay, relay_env, relay_in_thread, relay_process
+from servers import (
+    ADMIN,
+    RELAY_KEY,
+    UPSTREAM_KEY,
+    RunningRelay,
+    relay_env,
+    relay_in_thread,
+    relay_process,
+)
 from teamkeys import create_keys_async
 from teamrelay.app import create_app
 from teamrelay.config import Settings
@@ -633,7 +641,7 @@ async def test_a_session_leaves_one_ledger_entry_with_its_usage(
     relay: RunningRelay, upstream: FakeUpstream
 ) -> None:
     def sessions_counted() -> float:
-        text = httpx2.get(relay.url + "/metrics").text
+        text = httpx2.get(relay.url + "/metrics", headers=ADMIN).text
         lines = [
             line
             for line in text.splitlines()

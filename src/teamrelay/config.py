@@ -71,6 +71,8 @@ class Settings(BaseSettings):
 
     metrics_enabled: bool = Field(True, validation_alias="RELAY_METRICS_ENABLED")
     metrics_token: SecretStr | None = Field(None, validation_alias="RELAY_METRICS_TOKEN")
+    # /metrics names keys and their spend: open to anyone only when the operator says so.
+    metrics_public: bool = Field(False, validation_alias="RELAY_METRICS_PUBLIC")
     request_log_enabled: bool = Field(True, validation_alias="RELAY_REQUEST_LOG_ENABLED")
     log_format: Literal["text", "json"] = Field("text", validation_alias="LOG_FORMAT")
 
