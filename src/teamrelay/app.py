@@ -22,6 +22,7 @@ from teamrelay.gateway import Relay
 from teamrelay.mcpserver import mount_mcp
 from teamrelay.oauth.routes import oauth_router
 from teamrelay.observability.routes import metrics_router
+from teamrelay.proxies import TrustedProxies
 from teamrelay.public import public_router
 from teamrelay.realtime import RealtimeBridge, session_entry
 
@@ -36,6 +37,7 @@ def _error_response(error: RelayError) -> Response:
 def local_app(relay: Relay) -> FastAPI:
     """The framework side: routes whose schemas earn FastAPI's cost."""
     app = FastAPI(title="teamrelay", version=__version__, docs_url=None, redoc_url=None)
+    app.add_middleware(TrustedProxies, trusted=relay.settings.trusted_proxies)
     app.include_router(public_router(relay.settings))
     if relay.settings.metrics_enabled:
         app.include_router(metrics_router(relay))

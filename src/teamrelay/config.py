@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from teamrelay.actions.limits import DEFAULT_FILE_HOSTS
 from teamrelay.limits.estimate import DEFAULT_OUTPUT_TOKENS
+from teamrelay.proxies import trusted_networks
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/teamrelay.db"
 
@@ -58,6 +59,8 @@ class Settings(BaseSettings):
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="RELAY_DATABASE_URL")
     redis_url: str | None = Field(None, validation_alias="RELAY_REDIS_URL")
     public_url: str | None = Field(None, validation_alias="RELAY_PUBLIC_URL")
+    # Peers (addresses, CIDRs) whose Forwarded / X-Forwarded-* headers count; none by default.
+    trusted_proxies: CommaList = Field((), validation_alias="RELAY_TRUSTED_PROXIES")
     environment: str = Field("production", validation_alias="RELAY_ENVIRONMENT")
     default_model: str = Field("gpt-5-mini", validation_alias="RELAY_DEFAULT_MODEL")
 
@@ -121,6 +124,10 @@ class Settings(BaseSettings):
     )
     oauth_access_ttl: int = Field(3600, gt=0, le=86400, validation_alias="RELAY_OAUTH_ACCESS_TTL")
     oauth_refresh_ttl: int = Field(30 * 86400, gt=0, validation_alias="RELAY_OAUTH_REFRESH_TTL")
+    # Dynamic registrations one client address may make in an hour.
+    oauth_registrations_per_hour: int = Field(
+        10, gt=0, validation_alias="RELAY_OAUTH_REGISTRATIONS_PER_HOUR"
+    )
     mcp_vector_stores: CommaList = Field((), validation_alias="RELAY_MCP_VECTOR_STORES")
 
     @field_validator("openai_base_url", "public_url")
@@ -137,6 +144,12 @@ class Settings(BaseSettings):
     def _readable_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"names no readable file ({value})")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        trusted_networks(value)
         return value
 
     @field_validator("database_url")

@@ -21,7 +21,10 @@ from urllib.parse import parse_qsl, unquote
 
 from authlib.common.urls import add_params_to_uri  # type: ignore[import-untyped]
 from authlib.oauth2 import OAuth2Error  # type: ignore[import-untyped]
-from authlib.oauth2.rfc6749 import InvalidRequestError  # type: ignore[import-untyped]
+from authlib.oauth2.rfc6749 import (  # type: ignore[import-untyped]
+    InsecureTransportError,
+    InvalidRequestError,
+)
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -72,6 +75,15 @@ Answer = tuple[int, Any, list[tuple[str, str]]]
 
 def base_url(settings: Settings, request: Request) -> str:
     return settings.public_url or str(request.base_url).rstrip("/")
+
+
+def public_uri(settings: Settings, request: Request) -> str:
+    """The URL the client used: under RELAY_PUBLIC_URL, else the request's own (whose scheme
+    and host come from a trusted proxy, `teamrelay.proxies`). Authlib refuses OAuth over
+    plain http to anything but loopback (`insecure_transport`), so behind TLS termination it
+    must see the https URL, not the proxy's hop to the relay."""
+    query = request.url.query
+    return base_url(settings, request) + request.url.path + (f"?{query}" if query else "")
 
 
 def resources(base: str) -> tuple[str, ...]:
@@ -193,6 +205,11 @@ class OAuthRoutes:
             refresh_ttl=self.settings.oauth_refresh_ttl,
         )
 
+    def _form_request(self, request: Request, data: dict[str, str]) -> FormRequest:
+        return FormRequest(
+            request.method, public_uri(self.settings, request), data, request.headers
+        )
+
     async def _usable_key(self, key_id: str, work: Unit) -> None:
         try:
             key = await self.keys.get(key_id)
@@ -219,7 +236,7 @@ class OAuthRoutes:
         client = await self.store.client(client_id) if client_id else None
         if client is not None:
             work.clients[client.client_id] = client
-        oauth_request = _form_request(request, params)
+        oauth_request = self._form_request(request, params)
         with running(work):
             grant = self.server.get_consent_grant(oauth_request)
         try:
@@ -329,7 +346,8 @@ class OAuthRoutes:
         work = self.unit(request)
         try:
             form = await _form(request)
-        except InvalidRequestError as error:
+            oauth_request = self._form_request(request, form)
+        except OAuth2Error as error:
             return _json(self.server.handle_error_response(None, error))
         for client_id in {form.get("client_id"), _basic_client_id(request)} - {None}:
             client = await self.store.client(str(client_id))
@@ -354,7 +372,6 @@ class OAuthRoutes:
                     await self._revoke_family(work.refresh.family_id, work)
                     return _json(invalid_grant("This refresh token was already used."))
                 await self._usable_key(work.refresh.key_id, work)
-        oauth_request = _form_request(request, form)
         with running(work):
             answer = self.server.create_token_response(oauth_request)
         if answer[0] == 200 and work.issued is not None:
@@ -376,7 +393,8 @@ class OAuthRoutes:
         work = self.unit(request)
         try:
             form = await _form(request)
-        except InvalidRequestError as error:
+            revocation = self._form_request(request, form)
+        except OAuth2Error as error:
             return _json(self.server.handle_error_response(None, error))
         for client_id in {form.get("client_id"), _basic_client_id(request)} - {None}:
             client = await self.store.client(str(client_id))
@@ -388,7 +406,6 @@ class OAuthRoutes:
         elif token.startswith(REFRESH_PREFIX):
             work.revocable = await self.store.token_by_refresh(token)
         with running(work):
-            revocation = _form_request(request, form)
             answer = self.server.create_endpoint_response("revocation", revocation)
         if answer[0] == 200 and work.revoked is not None:
             # RFC 7009 section 2.1: revoking either token ends the grant it belongs to.
@@ -397,14 +414,18 @@ class OAuthRoutes:
 
     async def register(self, request: Request) -> Response:
         work = self.unit(request)
+        uri = public_uri(self.settings, request)
         try:
+            InsecureTransportError.check(uri)
             body = json.loads(await _small_body(request) or b"{}")
-        except (ValueError, InvalidRequestError):
+        except OAuth2Error as error:
+            return _json(self.server.handle_error_response(None, error))
+        except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict):
             body = {}
         metadata = {k: v for k, v in body.items() if k != "software_statement"}
-        oauth_request = _body_request(request, metadata)
+        oauth_request = BodyRequest(uri, metadata, request.headers)
         with running(work):
             answer = self.server.create_endpoint_response("client_registration", oauth_request)
         if answer[0] != 201 or work.registered is None:
@@ -458,14 +479,6 @@ class OAuthRoutes:
             return pages.invite_form(request, pages.csrf_token(request), error)
         record, secret = redeemed
         return pages.key_shown_once(request, record.name, secret)
-
-
-def _form_request(request: Request, data: dict[str, str]) -> FormRequest:
-    return FormRequest(request.method, str(request.url), data, request.headers)
-
-
-def _body_request(request: Request, data: dict[str, Any]) -> BodyRequest:
-    return BodyRequest(str(request.url), data, request.headers)
 
 
 def oauth_router(settings: Settings, keys: KeyStore, tokens: OAuthTokens) -> APIRouter:
