@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(10.0, gt=0, validation_alias="RELAY_CONNECT_TIMEOUT")
     read_timeout: float = Field(600.0, gt=0, validation_alias="RELAY_READ_TIMEOUT")
     idle_timeout: float = Field(300.0, gt=0, validation_alias="RELAY_IDLE_TIMEOUT")
+    send_timeout: float = Field(60.0, gt=0, validation_alias="RELAY_SEND_TIMEOUT")
     max_body_bytes: int = Field(4 * 2**30, gt=0, validation_alias="RELAY_MAX_BODY_BYTES")
     max_json_bytes: int = Field(32 * 2**20, gt=0, validation_alias="RELAY_MAX_JSON_BYTES")
     upstream_connections: int = Field(512, gt=0, validation_alias="RELAY_UPSTREAM_CONNECTIONS")

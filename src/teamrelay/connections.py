@@ -27,7 +27,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +47,10 @@ _UNSAFE_IN_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 # RFC 8305's recommended delay before the next address is tried, as aiohttp and asyncio use.
 _HAPPY_EYEBALLS_DELAY = 0.25
 _PROXY_HEAD_LIMIT = 16 * 1024
+# How long into the wait for an answer's head the client starts being watched: an answer that
+# comes sooner costs no watcher; one that does not is abandoned within this of the client
+# leaving (nginx takes 1 s).
+_CLIENT_CHECK = 0.5
 # The answer's headers the relay reads, kept by lower-case name as they arrive.
 _READ = frozenset(
     {
@@ -99,10 +103,22 @@ class ReadTimeout(UpstreamError, TimeoutError):
     reason = "waiting for the response"
 
 
+class SendTimeout(UpstreamError, TimeoutError):
+    """The upstream stopped reading a streamed request body for longer than the send timeout."""
+
+    reason = "sending the request body"
+
+
 class ConnectionBroke(UpstreamError):
     """The connection ended, or sent something unparsable, before the answer was complete."""
 
     reason = "the connection broke"
+
+
+class ClientLeft(UpstreamError):
+    """The client went away while the answer's head was awaited: the exchange was abandoned."""
+
+    reason = "the client left"
 
 
 class Response:
@@ -301,8 +317,11 @@ class _Connection(asyncio.Protocol):
             raise ConnectionBroke("the upstream closed the connection")
         self.transport.write(head + body if body else head)
 
-    async def upload(self, head: bytes, body: AsyncIterator[bytes], chunked: bool) -> None:
-        """Writes a request whose body streams, in chunked framing when `chunked`."""
+    async def upload(
+        self, head: bytes, body: AsyncIterator[bytes], chunked: bool, send_timeout: float
+    ) -> None:
+        """Writes a request whose body streams, in chunked framing when `chunked`; an upstream
+        that reads none of it for `send_timeout` fails it (nginx's `proxy_send_timeout`)."""
         if self.transport is None:
             raise ConnectionBroke("the upstream closed the connection")
         self.transport.write(head)
@@ -316,7 +335,12 @@ class _Connection(asyncio.Protocol):
             else:
                 self.transport.write(chunk)
             if self._drained is not None:
-                await self._drained
+                try:
+                    await asyncio.wait_for(self._drained, send_timeout)
+                except TimeoutError:
+                    raise SendTimeout(
+                        f"the upstream read none of the request body for {send_timeout} s"
+                    ) from None
         if chunked and self.transport is not None:
             self.transport.write(b"0\r\n\r\n")
 
@@ -375,6 +399,7 @@ class ConnectionPool:
         limit: int,
         connect_timeout: float,
         read_timeout: float,
+        send_timeout: float = 60.0,
         ssl_context: ssl.SSLContext | None = None,
         proxy: Proxy | None = None,
     ) -> None:
@@ -411,6 +436,7 @@ class ConnectionPool:
         self._ssl = (ssl_context or ssl.create_default_context()) if self.https else None
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.send_timeout = send_timeout
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
         self._slots = asyncio.Semaphore(limit)
@@ -424,12 +450,15 @@ class ConnectionPool:
         body: bytes | AsyncIterator[bytes] | None,
         *,
         streamed_length: bool = False,
+        gone: Callable[[], Awaitable[object]] | None = None,
     ) -> Response:
         """Sends one request and returns once the answer's head is in.
 
         `target` is the path after the base URL's path, with its query, sent exactly as given.
         A `bytes` body is sent with its length; a streamed body with the client's
         `content-length` when `streamed_length` (it is among `headers`), else chunked.
+        `gone` returns when the client has left: awaited once the body is sent and the head is
+        slow to come, it abandons the exchange (`ClientLeft`), closing the connection.
         """
         chunked = not (body is None or isinstance(body, bytes) or streamed_length)
         head = self._head(method, target, headers, body, chunked)
@@ -437,16 +466,16 @@ class ConnectionPool:
         try:
             connection, reused = await self._connection()
             if not (body is None or isinstance(body, bytes)):
-                return await self._exchange_streamed(connection, head, body, chunked)
+                return await self._exchange_streamed(connection, head, body, chunked, gone)
             try:
-                return await self._exchange(connection, head, body)
+                return await self._exchange(connection, head, body, gone)
             except ConnectionBroke:
                 if not (reused and method in _IDEMPOTENT):
                     raise
             # A pooled connection the upstream had closed: once more on a new one, as aiohttp
             # does, only where sending twice is harmless.
             connection = await self._connect()
-            return await self._exchange(connection, head, body)
+            return await self._exchange(connection, head, body, gone)
         except BaseException:
             self._slots.release()
             raise
@@ -484,10 +513,18 @@ class ConnectionPool:
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    async def _exchange(self, connection: _Connection, head: bytes, body: bytes | None) -> Response:
+    async def _exchange(
+        self,
+        connection: _Connection,
+        head: bytes,
+        body: bytes | None,
+        gone: Callable[[], Awaitable[object]] | None,
+    ) -> Response:
         answered = connection.start()
         connection.send(head, body)
-        timer = asyncio.get_running_loop().call_later(self.read_timeout, _expire_head, answered)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.read_timeout, _expire_head, answered)
+        check = None if gone is None else loop.call_later(_CLIENT_CHECK, _watch, answered, gone)
         try:
             return await answered
         except BaseException:
@@ -495,16 +532,23 @@ class ConnectionPool:
             raise
         finally:
             timer.cancel()
+            if check is not None:
+                check.cancel()
 
     async def _exchange_streamed(
-        self, connection: _Connection, head: bytes, body: AsyncIterator[bytes], chunked: bool
+        self,
+        connection: _Connection,
+        head: bytes,
+        body: AsyncIterator[bytes],
+        chunked: bool,
+        gone: Callable[[], Awaitable[object]] | None,
     ) -> Response:
         """The body is written while the head is awaited: an upstream may answer (and refuse)
         before it has read all of a large upload. The read timeout starts once it is sent."""
         answered = connection.start()
         timers: list[asyncio.TimerHandle] = []
-        writer = asyncio.ensure_future(connection.upload(head, body, chunked))
-        writer.add_done_callback(partial(self._upload_ended, answered, timers))
+        writer = asyncio.ensure_future(connection.upload(head, body, chunked, self.send_timeout))
+        writer.add_done_callback(partial(self._upload_ended, answered, timers, gone))
         try:
             response = await answered
         except BaseException:
@@ -523,6 +567,7 @@ class ConnectionPool:
         self,
         answered: asyncio.Future[Response],
         timers: list[asyncio.TimerHandle],
+        gone: Callable[[], Awaitable[object]] | None,
         writer: asyncio.Future[None],
     ) -> None:
         if answered.done() or writer.cancelled():
@@ -531,6 +576,8 @@ class ConnectionPool:
         if failure is None:
             loop = asyncio.get_running_loop()
             timers.append(loop.call_later(self.read_timeout, _expire_head, answered))
+            if gone is not None:
+                timers.append(loop.call_later(_CLIENT_CHECK, _watch, answered, gone))
         elif isinstance(failure, UpstreamError):
             answered.set_exception(failure)
         else:
@@ -653,6 +700,22 @@ class ConnectionPool:
             if connection.transport is not None:
                 connection.transport.close()
         self._idle.clear()
+
+
+def _watch(answered: asyncio.Future[Response], gone: Callable[[], Awaitable[object]]) -> None:
+    """The head is slow: from now on the client leaving abandons the exchange."""
+    if answered.done():
+        return
+    watcher = asyncio.ensure_future(_abandon_when(answered, gone))
+    answered.add_done_callback(lambda _: watcher.cancel())
+
+
+async def _abandon_when(
+    answered: asyncio.Future[Response], gone: Callable[[], Awaitable[object]]
+) -> None:
+    await gone()
+    if not answered.done():
+        answered.set_exception(ClientLeft("the client left before the answer's head arrived"))
 
 
 def _cause(exc: OSError) -> str:

@@ -11,13 +11,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.types import Receive, Send
 
 from teamrelay.body import ClientGone, RequestBody
-from teamrelay.connections import Response, UpstreamError
+from teamrelay.connections import ClientLeft, Response, UpstreamError
 from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
 from teamrelay.headers import REQUEST_ID
 from teamrelay.observability.metrics import STREAMS
@@ -91,9 +91,13 @@ def _sse_error(message: str) -> bytes:
 
 
 async def _watch_disconnect(receive: Receive, response: Response) -> None:
+    await _disconnected(receive)
+    response.close()
+
+
+async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-    response.close()
 
 
 async def forward(upstream: Upstream, call: Call, receive: Receive, send: Send) -> Exchange:
@@ -101,6 +105,10 @@ async def forward(upstream: Upstream, call: Call, receive: Receive, send: Send) 
     exchange = Exchange()
     body = call.body
     started = time.perf_counter()
+
+    def gone() -> Awaitable[None]:
+        return _disconnected(receive)
+
     try:
         if isinstance(body, RequestBody):
             response = await upstream.pool.request(
@@ -109,11 +117,16 @@ async def forward(upstream: Upstream, call: Call, receive: Receive, send: Send) 
                 call.headers,
                 body.stream(),
                 streamed_length=_has_length(call.headers),
+                gone=gone,
             )
         else:
-            response = await upstream.pool.request(call.method, call.target, call.headers, body)
+            response = await upstream.pool.request(
+                call.method, call.target, call.headers, body, gone=gone
+            )
     except UpstreamError as exc:
-        if isinstance(body, RequestBody) and body.error is None and _client_left(exc):
+        if isinstance(exc, ClientLeft) or (
+            isinstance(body, RequestBody) and body.error is None and _client_left(exc)
+        ):
             exchange.aborted = True
             exchange.error_type = "client_disconnected"
             return exchange

@@ -26,6 +26,7 @@ class Upstream:
         self.read_timeout = settings.read_timeout
         self.idle_timeout = settings.idle_timeout
         self._connect_timeout = settings.connect_timeout
+        self._send_timeout = settings.send_timeout
         self._timeout = aiohttp.ClientTimeout(
             total=None,
             connect=settings.connect_timeout,
@@ -59,6 +60,7 @@ class Upstream:
             limit=self._limit,
             connect_timeout=self._connect_timeout,
             read_timeout=self.read_timeout,
+            send_timeout=self._send_timeout,
             ssl_context=tls,
             proxy=self.proxy,
         )
