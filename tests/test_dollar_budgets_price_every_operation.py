@@ -197,7 +197,7 @@ class _Used:
     def __init__(self, input_tokens: int | None, output_tokens: int | None, status: int = 200):
         self.input_tokens, self.output_tokens, self.cached_tokens = input_tokens, output_tokens, 0
         self.model, self.aborted, self.status = None, False, status
-        self.usage_unknown = False
+        self.usage_unknown, self.tools, self.audio = False, (), None
 
 
 def test_settlement_takes_the_shape_price_unless_the_answer_counts_tokens() -> None:

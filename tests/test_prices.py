@@ -13,6 +13,7 @@ from teamrelay.ledger.prices import (
     load_prices,
     transcription_seconds,
 )
+from teamrelay.tap.usage import CHAT_SEARCH, ToolCall
 
 
 @pytest.fixture
@@ -188,3 +189,62 @@ def test_transcription_seconds_read_both_answer_shapes() -> None:
     assert transcription_seconds({"usage": {"type": "duration", "seconds": 7}}) == 7.0
     assert transcription_seconds({"usage": {"type": "tokens", "input_tokens": 3}}) is None
     assert transcription_seconds({"duration": True}) is None
+
+
+def test_tool_calls_cost_their_listed_price() -> None:
+    prices = load_prices()
+    calls = [
+        ToolCall("web_search"),
+        ToolCall("web_search_preview"),
+        ToolCall("web_search_preview", "reasoning"),
+        ToolCall("file_search"),
+        ToolCall("code_interpreter"),  # a 1 GB container unless the request asked for more
+        ToolCall("code_interpreter", "16g"),
+        ToolCall("code_interpreter", "3g"),  # not listed: the dearest
+        ToolCall("image_generation", None, "low", "1024x1024"),
+        ToolCall("image_generation", "gpt-image-1-mini", "high", "1536x1024"),
+        ToolCall(CHAT_SEARCH, "gpt-4o-search-preview-2025-03-11"),
+        ToolCall(CHAT_SEARCH, "team-search-model"),  # not a listed search model: no call price
+        ToolCall("unknown_tool"),
+    ]
+    each = [prices.tool_cost([call]) for call in calls]
+    assert each == pytest.approx(
+        [0.01, 0.025, 0.01, 0.0025, 0.03, 0.48, 1.92, 0.011, 0.052, 0.025, 0.0, 0.0]
+    )
+    assert prices.tool_cost(calls) == pytest.approx(sum(each))
+    assert prices.tools["web_search"].checked == "2026-12-04"
+
+
+def test_an_operator_file_prices_tools_and_a_bad_tool_entry_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = tmp_path / "prices.toml"
+    own.write_text('[tools.web_search]\nper_1k_calls = 8\nsource = "https://example.test/deal"\n')
+    monkeypatch.setenv("RELAY_PRICES_FILE", str(own))
+    prices = load_prices()
+    assert prices.tool_cost([ToolCall("web_search")]) == pytest.approx(0.008)
+    assert prices.tools["web_search"].source == "https://example.test/deal"
+    assert prices.tool_cost([ToolCall("file_search")]) == pytest.approx(0.0025)  # shipped, kept
+    for bad, named in (
+        ("[tools.web_search]\nper_call = 1\n", "tools.web_search"),
+        ('[tools.code_interpreter]\nper_container = { "1g" = -1 }\n', "per_container.1g"),
+        ("[tools.x]\nnote = 'no price'\n", "tools.x"),
+        ("[tools.x]\nper_1k_calls = 1\nchat_models = 'gpt'\n", "chat_models"),
+    ):
+        own.write_text(bad)
+        with pytest.raises(PricesError, match=named):
+            load_prices()
+
+
+def test_audio_and_text_tokens_split_by_the_answer_take_their_own_rates() -> None:
+    prices = load_prices()
+    text_only = prices.cost("gpt-realtime", 1_000_000, 1_000_000, 0, audio=(0, 0))
+    assert text_only == pytest.approx(4.0 + 16.0)
+    voice = prices.cost("gpt-realtime", 1_000_000, 1_000_000, 0, audio=(1_000_000, 1_000_000))
+    assert voice == pytest.approx(32.0 + 64.0)
+    assert voice == prices.cost("gpt-realtime", 1_000_000, 1_000_000, 0)  # unsplit: as audio
+    mixed = prices.cost("gpt-realtime", 1_000_000, 500_000, 200_000, audio=(600_000, 100_000))
+    assert mixed == pytest.approx(0.2 * 0.4 + 0.2 * 4.0 + 0.6 * 32.0 + 0.4 * 16.0 + 0.1 * 64.0)
+    assert prices.cost("gpt-4o-transcribe", 1_000, 100, 0, audio=(900, 0)) == pytest.approx(
+        (100 * 2.5 + 900 * 6.0 + 100 * 10.0) / 1e6
+    )

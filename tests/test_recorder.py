@@ -15,8 +15,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from teamrelay.ledger.models import LedgerRow
-from teamrelay.ledger.prices import ModelPrice, Prices
+from teamrelay.ledger.prices import ModelPrice, Prices, ToolPrice
 from teamrelay.ledger.recorder import LedgerEntry, Recorder
+from teamrelay.tap.usage import ToolCall
 
 PRICES = Prices({"gpt-5-mini": ModelPrice(input=0.25, cached_input=0.025, output=2.0)})
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -122,8 +123,10 @@ async def test_rows_hold_every_field_and_the_estimated_cost(engine: AsyncEngine)
         stored = [dict(row) for row in rows]
     first = stored[0]
     written = dataclasses.asdict(entry(7))
-    del written["billed_usd"]  # not a column: the cost of a row whose answer counts no tokens
-    assert {k: first[k] for k in first if k not in ("id", "cost_usd")} == written
+    for name in ("billed_usd", "shaped_body", "tools", "audio"):
+        del written[name]  # not columns: what prices a row besides its tokens
+    assert {k: first[k] for k in first if k not in ("id", "cost_usd", "tool_calls")} == written
+    assert first["tool_calls"] is None
     assert first["ts"].tzinfo is not None
     assert first["cost_usd"] == pytest.approx((800 * 0.25 + 200 * 0.025 + 500 * 2.0) / 1e6)
     assert stored[1]["cost_usd"] is None
@@ -143,6 +146,42 @@ async def test_a_row_priced_by_its_shape_costs_that_when_it_succeeded(
     async with engine.connect() as connection:
         costs = (await connection.execute(select(LedgerRow.cost_usd).order_by("id"))).scalars()
         assert list(costs) == [pytest.approx(0.08), None]
+
+
+async def test_a_rows_tool_calls_are_counted_and_added_to_its_cost(engine: AsyncEngine) -> None:
+    tools = {"web_search": ToolPrice(per_1k_calls=10.0), "file_search": ToolPrice(2.5)}
+    recorder = Recorder(engine, Prices(PRICES.table, tools))
+    await recorder.start()
+    calls = (ToolCall("web_search"), ToolCall("web_search"), ToolCall("file_search"))
+    recorder.record(entry(1, tools=calls))
+    blank = {"input_tokens": None, "output_tokens": None, "cached_tokens": None}
+    recorder.record(entry(2, tools=calls[:1], **blank))
+    await recorder.stop()
+    async with engine.connect() as connection:
+        query = select(LedgerRow.tool_calls, LedgerRow.cost_usd).order_by(LedgerRow.id)
+        rows = (await connection.execute(query)).all()
+    tokens = (800 * 0.25 + 200 * 0.025 + 500 * 2.0) / 1e6
+    assert rows[0] == ({"file_search": 1, "web_search": 2}, pytest.approx(tokens + 0.0225))
+    assert rows[1] == ({"web_search": 1}, pytest.approx(0.01))
+
+
+async def test_audio_and_text_tokens_of_a_row_take_their_own_rates(engine: AsyncEngine) -> None:
+    voice = ModelPrice(
+        input=4.0, cached_input=0.4, output=16.0, audio_input=32.0, audio_output=64.0
+    )
+    recorder = Recorder(engine, Prices({"gpt-realtime": voice}))
+    await recorder.start()
+    tokens = {"input_tokens": 1000, "output_tokens": 600, "cached_tokens": 200}
+    recorder.record(entry(1, model="gpt-realtime", audio=(300, 500), **tokens))
+    recorder.record(entry(2, model="gpt-realtime", audio=(0, 0), **tokens))
+    await recorder.stop()
+    async with engine.connect() as connection:
+        costs = list(
+            (await connection.execute(select(LedgerRow.cost_usd).order_by("id"))).scalars()
+        )
+    cached = 200 * 0.4
+    assert costs[0] == pytest.approx((cached + 500 * 4 + 300 * 32 + 100 * 16 + 500 * 64) / 1e6)
+    assert costs[1] == pytest.approx((cached + 800 * 4 + 600 * 16) / 1e6)
 
 
 async def test_rows_are_written_within_the_flush_interval_without_a_stop(

@@ -8,9 +8,12 @@ from typing import Any
 import pytest
 
 import teamrelay.tap
+from fakeupstream import generation
+from fakeupstream import tools as fake_tools
+from fakeupstream.encoding import compress
 from teamrelay.tap import Tap, Usage, estimate_request_tokens
 from teamrelay.tap import taps as taps_module
-from teamrelay.tap.usage import usage_from
+from teamrelay.tap.usage import CHAT_SEARCH, ToolCall, tool_calls_of, usage_from
 
 
 def run(tap: Tap, body: bytes, size: int = 1000) -> bytes:
@@ -287,3 +290,137 @@ def test_the_public_names_are_exactly_the_exported_ones() -> None:
     public = {name for name in vars(teamrelay.tap) if not name.startswith("_")}
     modules = {"decoding", "estimate", "sse", "streamopts", "taps", "usage"}
     assert set(teamrelay.tap.__all__) == public - modules
+
+
+def _answer(tools: list[dict[str, Any]], model: str = "gpt-5") -> dict[str, Any]:
+    body = {"model": model, "input": "look it up", "tools": tools}
+    done = generation.response_object(body, response_id="resp_t", status="completed", words=["a"])
+    return fake_tools.with_tool_calls(done, fake_tools.tool_items(body))
+
+
+def _stream(tools: list[dict[str, Any]], model: str = "gpt-5") -> bytes:
+    body = {"model": model, "input": "look it up", "tools": tools}
+    events = generation.response_events(body, "resp_t")
+    return sse(
+        *(p for _, p in fake_tools.stream_with_tool_calls(events, fake_tools.tool_items(body)))
+    )
+
+
+ALL_TOOLS = [
+    {"type": "web_search"},
+    {"type": "file_search", "vector_store_ids": ["vs_1"]},
+    {"type": "code_interpreter", "container": {"type": "auto", "memory_limit": "4g"}},
+    {"type": "image_generation", "quality": "low", "size": "1024x1536"},
+]
+ALL_CALLS = (
+    ToolCall("web_search"),
+    ToolCall("file_search"),
+    ToolCall("code_interpreter", "4g"),
+    ToolCall("image_generation", None, "low", "1024x1536"),
+)
+
+
+def calls_of(tap: Tap) -> tuple[ToolCall, ...]:
+    return tool_calls_of(tap.tools)
+
+
+def test_a_json_answer_gives_each_built_in_tool_call_once() -> None:
+    tap = Tap.for_response("application/json", None)
+    run(tap, json.dumps(_answer(ALL_TOOLS)).encode())
+    assert calls_of(tap) == ALL_CALLS
+
+
+def test_a_stream_counts_each_call_once_across_its_added_done_and_final_events() -> None:
+    stream = _stream(ALL_TOOLS)
+    assert stream.count(b'"type":"web_search_call"') == 3  # added, done, response.completed
+    for size in (7, 1000, len(stream)):
+        tap = Tap.for_response("text/event-stream", None)
+        assert run(tap, stream, size) == stream
+        assert calls_of(tap) == ALL_CALLS
+        assert tap.usage is not None
+
+
+def test_a_cut_stream_keeps_the_calls_that_passed() -> None:
+    stream = _stream([{"type": "web_search"}])
+    tap = Tap.for_response("text/event-stream", None)
+    tap.feed(stream[: stream.index(b"response.output_text.delta")])
+    assert calls_of(tap) == (ToolCall("web_search"),)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "zstd", "deflate"])
+def test_compressed_answers_give_their_tool_calls(encoding: str) -> None:
+    for content_type, body in (
+        ("application/json", json.dumps(_answer(ALL_TOOLS)).encode()),
+        ("text/event-stream", _stream(ALL_TOOLS)),
+    ):
+        tap = Tap.for_response(content_type, encoding)
+        sent = compress(encoding, body)
+        assert run(tap, sent, 100) == sent
+        assert calls_of(tap) == ALL_CALLS
+
+
+def test_containers_are_counted_once_however_many_calls_ran_in_them() -> None:
+    tools = [{"type": "code_interpreter", "container": {"type": "auto"}}]
+    body = {
+        "model": "gpt-5",
+        "input": "x",
+        "tools": tools,
+        "metadata": {"code_interpreter_calls": 3},
+    }
+    done = generation.response_object(body, response_id="resp_c", status="completed", words=["a"])
+    answer = fake_tools.with_tool_calls(done, fake_tools.tool_items(body))
+    assert sum(item["type"] == "code_interpreter_call" for item in answer["output"]) == 3
+    tap = Tap.for_response("application/json", None)
+    run(tap, json.dumps(answer).encode())
+    assert calls_of(tap) == (ToolCall("code_interpreter", None),)
+
+
+def test_the_preview_search_tool_is_told_apart_and_a_reasoning_model_marked() -> None:
+    preview = [{"type": "web_search_preview_2025_03_11"}]
+    for model, reasoning, option in (("gpt-4o", None, None), ("o3", "medium", "reasoning")):
+        answer = _answer(preview, model) | {"reasoning": {"effort": reasoning, "summary": None}}
+        tap = Tap.for_response("application/json", None)
+        run(tap, json.dumps(answer).encode())
+        assert calls_of(tap) == (ToolCall("web_search_preview", option),)
+
+
+def test_a_chat_answer_of_a_search_model_is_one_search_call() -> None:
+    search = dict(CHAT_COMPLETION, model="gpt-4o-mini-search-preview-2025-03-11")
+    for content_type, body in (
+        ("application/json", json.dumps(search).encode()),
+        ("text/event-stream", sse(*(dict(c, model=search["model"]) for c in chat_chunks(True)))),
+    ):
+        tap = Tap.for_response(content_type, None)
+        run(tap, body)
+        assert calls_of(tap) == (ToolCall(CHAT_SEARCH, "gpt-4o-mini-search-preview-2025-03-11"),)
+    plain = Tap.for_response("application/json", None)
+    run(plain, json.dumps(CHAT_COMPLETION).encode())
+    assert calls_of(plain) == ()
+
+
+def test_an_answer_too_big_to_parse_still_counts_its_image_calls() -> None:
+    big = "A" * 3_000_000
+    output = [
+        {"id": f"ig_{n}", "type": "image_generation_call", "status": "completed", "result": big}
+        for n in range(2)
+    ]
+    body = json.dumps(dict(RESPONSE, output=output)).encode()
+    for size in (65536, 1000, 5_000_000):
+        tap = Tap.for_response("application/json", None)
+        assert run(tap, body, size) == body
+        assert calls_of(tap) == (ToolCall("image_generation"),) * 2
+        assert tap.usage == Usage(100, 50, 40, 20)
+    whole = Tap.for_response("application/json", None)
+    assert whole.whole(body) == body
+    assert calls_of(whole) == (ToolCall("image_generation"),) * 2
+    final = {"type": "response.completed", "response": dict(RESPONSE, output=output)}
+    added = [
+        {"type": "response.output_item.added", "item": {"id": item["id"], "type": item["type"]}}
+        for item in output
+    ]
+    tap = Tap.for_response("text/event-stream", None)
+    run(
+        tap,
+        sse({"type": "response.created", "response": dict(RESPONSE, usage=None)}, *added, final),
+    )
+    assert calls_of(tap) == (ToolCall("image_generation"),) * 2

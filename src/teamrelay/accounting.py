@@ -22,7 +22,7 @@ from teamrelay.forward import Exchange
 from teamrelay.keys.store import KeyRecord
 from teamrelay.ledger.recorder import LedgerEntry
 from teamrelay.limits.billed import SHAPED_JSON_OPERATIONS
-from teamrelay.tap.usage import Usage, usage_from
+from teamrelay.tap.usage import ToolCall, Usage, tool_calls_of, usage_from
 
 Observer = Callable[[LedgerEntry], None]
 _NO_USAGE = (None, None, None, None)
@@ -58,16 +58,25 @@ class Outcome(NamedTuple):
     aborted: bool
     status: int
     usage_unknown: bool = False
+    tools: tuple[ToolCall, ...] = ()
+    audio: tuple[int, int] | None = None
 
 
 def outcome_of(ticket: Ticket) -> Outcome:
     exchange = ticket.exchange or _NO_EXCHANGE
     usage, model = _tapped(exchange)
+    tools = _tools(exchange)
     if usage is not None:  # then the status does not matter
-        return Outcome(usage[0], usage[1], usage[2], model, exchange.aborted, exchange.status)
+        return Outcome(
+            usage[0], usage[1], usage[2], model, exchange.aborted, exchange.status, tools=tools
+        )
     status, _ = _status_of(ticket, exchange)
     unknown = _usage_unknown(exchange, status)
-    return Outcome(None, None, None, model, exchange.aborted, status, unknown)
+    return Outcome(None, None, None, model, exchange.aborted, status, unknown, tools)
+
+
+def _tools(exchange: Exchange) -> tuple[ToolCall, ...]:
+    return tool_calls_of(exchange.tap.tools) if exchange.tap is not None else ()
 
 
 def _usage_unknown(exchange: Exchange, status: int) -> bool:
@@ -128,6 +137,7 @@ def entry_of(ticket: Ticket) -> LedgerEntry:
         if isinstance(body, bytes) and ticket.operation in SHAPED_JSON_OPERATIONS
         else None,
         usage_unknown=usage is None and _usage_unknown(exchange, status),
+        tools=_tools(exchange),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from . import generation
+from . import generation, tools
 from .errors import ApiError, bad_request, require
 from .store import Store, store_of
 from .wire import exchange_of, json_reply, sse_json_events
@@ -36,13 +36,14 @@ async def _run_in_background(store: Store, response_id: str) -> None:
     words, cut = generation.plan_reply(
         body, generation.responses_prompt(body), None, "max_output_tokens"
     )
-    store.responses[response_id] = generation.response_object(
+    done = generation.response_object(
         body,
         response_id=response_id,
         status="incomplete" if cut else "completed",
         words=words,
         cut=cut,
     ) | {"created_at": store.responses[response_id]["created_at"]}
+    store.responses[response_id] = tools.with_tool_calls(done, tools.tool_items(body))
 
 
 @routes.post("/v1/responses")
@@ -72,8 +73,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         return json_reply(queued)
     if body.get("stream"):
         fault = exchange.fault
-        events = generation.response_events(
-            body, response_id, fault.sse_events if fault is not None else None
+        events = tools.stream_with_tool_calls(
+            generation.response_events(
+                body, response_id, fault.sse_events if fault is not None else None
+            ),
+            tools.tool_items(body),
         )
         if keep:
             store.responses[response_id] = events[-1][1]["response"]
@@ -89,6 +93,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         words=words,
         cut=cut,
     )
+    done = tools.with_tool_calls(done, tools.tool_items(body))
     if keep:
         store.responses[response_id] = done
         store.response_bodies[response_id] = body
@@ -189,7 +194,9 @@ async def _socket_response(ws: web.WebSocketResponse, store: Store, event: dict[
             param="previous_response_id",
         )
     response_id = generation.new_id("resp_", 48)
-    events = generation.response_events(body, response_id)
+    events = tools.stream_with_tool_calls(
+        generation.response_events(body, response_id), tools.tool_items(body)
+    )
     if body.get("store", True) is not False:
         store.responses[response_id] = events[-1][1]["response"]
         store.response_bodies[response_id] = body

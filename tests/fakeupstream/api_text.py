@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import generation
+from . import generation, tools
 from .errors import ApiError, require
 from .wire import exchange_of, json_reply, sse_json_events
 
@@ -29,13 +29,14 @@ def answer(url: str, body: dict[str, Any]) -> dict[str, Any]:
         words, cut = generation.plan_reply(
             body, generation.responses_prompt(body), None, "max_output_tokens"
         )
-        return generation.response_object(
+        done = generation.response_object(
             body,
             response_id=generation.new_id("resp_", 48),
             status="incomplete" if cut else "completed",
             words=words,
             cut=cut,
         )
+        return tools.with_tool_calls(done, tools.tool_items(body))
     raise ApiError(400, f"Unsupported URL for this operation: {url}", param="url")
 
 

@@ -121,7 +121,7 @@ def prices(
     if as_json:
         document = {
             "models": {name: price.to_dict() for name, price in table.table.items()},
-            "tools": table.tools,
+            "tools": {name: tool.to_dict() for name, tool in table.tools.items()},
             "unpriced": [{"model": name, "requests": n} for name, n in unpriced.items()],
         }
         typer.echo(json.dumps(document, indent=2))
@@ -135,8 +135,7 @@ def prices(
             name, price.kind, price.described(), price.checked or "-", price.source or "-"
         )
     for name, tool in table.tools.items():
-        figures = ", ".join(f"{k} ${v:g}" for k, v in tool.items() if isinstance(v, int | float))
-        shown.add_row(name, "tool", figures, tool.get("checked", "-"), tool.get("source", "-"))
+        shown.add_row(name, "tool", tool.described(), tool.checked or "-", tool.source or "-")
     console.print(shown)
     if unpriced:
         missing = Table(title="Models in the ledger without a price (they cost $0)")

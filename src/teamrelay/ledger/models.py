@@ -98,6 +98,8 @@ class LedgerRow(Base):
     upstream_request_id: Mapped[str | None]
     error_type: Mapped[str | None]
     usage_unknown: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Built-in tool calls by tool (`{"web_search": 2}`), billed beyond tokens in `cost_usd`.
+    tool_calls: Mapped[dict[str, Any] | None]
     cost_usd: Mapped[float | None]
 
 

@@ -8,6 +8,7 @@ release. Costs are estimates: the invoice is the truth.
 Most models bill tokens (`ModelPrice.input`, `cached_input`, `output`, USD per 1M). Some bill
 the request's shape instead: an image by model, size and quality (`per_image`), speech by the
 characters of its input (`per_million_characters`), audio by its minutes (`per_minute`).
+Built-in tools (`[tools]`, `ToolPrice`) bill per call or per container, on top of the tokens.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
+
+from teamrelay.tap.usage import CHAT_SEARCH, IMAGE_TOOL_MODEL, ToolCall
 
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
 _PER_TOKEN = 1e-6
@@ -89,6 +92,21 @@ class ModelPrice:
         cached = self.cached_input if self.cached_input is not None else input_price
         return input_price, min(cached, input_price), output_price
 
+    def split_cost(self, uncached: int, output: int, audio: tuple[int, int]) -> float:
+        """Uncached input and output tokens, `audio` of them audio, at their own rates (per
+        1M). Cached input is not split here: the tokens the answer calls audio are taken as
+        uncached first, which errs towards the dearer rate."""
+        text_in = _first(self.input, self.audio_input)
+        text_out = _first(self.output, self.audio_output)
+        audio_in = min(max(audio[0], 0), uncached)
+        audio_out = min(max(audio[1], 0), output)
+        return (
+            (uncached - audio_in) * text_in
+            + audio_in * _first(self.audio_input, text_in)
+            + (output - audio_out) * text_out
+            + audio_out * _first(self.audio_output, text_out)
+        )
+
     def image_price(self, quality: str | None, size: str | None) -> float | None:
         """One image's price; an absent or `auto` quality or size takes the model's default,
         else the dearest listed that matches the rest."""
@@ -145,13 +163,85 @@ def _chosen(value: str | None, default: str | None) -> str | None:
     return default if value in (None, "", "auto") else value
 
 
+@dataclass(frozen=True, slots=True)
+class ToolPrice:
+    """A built-in tool's price beyond tokens: US dollars per 1k calls, or per container by
+    its memory limit (`"1g"`). `reasoning_per_1k_calls` is for the calls a reasoning model
+    makes (web_search_preview); `chat_models` are Chat Completions models that make one such
+    call per answer (the search models). `per_gb_day` (file storage) is shown, not counted."""
+
+    per_1k_calls: float | None = None
+    reasoning_per_1k_calls: float | None = None
+    per_container: Mapping[str, float] = field(default_factory=dict)
+    per_gb_day: float | None = None
+    chat_models: tuple[str, ...] = ()
+    checked: str | None = field(default=None, compare=False)
+    source: str | None = field(default=None, compare=False)
+    note: str | None = field(default=None, compare=False)
+
+    def per_call(self, option: str | None) -> float:
+        """One call (or container): `option` is a container's memory limit, or `reasoning`;
+        a memory limit not listed takes the dearest container."""
+        if self.per_container:
+            found = self.per_container.get(option or DEFAULT_CONTAINER)
+            return found if found is not None else max(self.per_container.values())
+        if option == REASONING and self.reasoning_per_1k_calls is not None:
+            return self.reasoning_per_1k_calls / 1000
+        return (self.per_1k_calls or 0.0) / 1000
+
+    def bills_chat(self, model: str | None) -> bool:
+        if not model:
+            return False
+        return any(model == name or model.startswith(name + "-") for name in self.chat_models)
+
+    def described(self) -> str:
+        parts = []
+        if self.per_1k_calls is not None:
+            parts.append(f"${self.per_1k_calls:g}/1k calls")
+        if self.reasoning_per_1k_calls is not None:
+            parts.append(f"reasoning models ${self.reasoning_per_1k_calls:g}/1k calls")
+        if self.per_container:
+            each = ", ".join(f"{k} ${v:g}" for k, v in self.per_container.items())
+            parts.append(f"{each} /container")
+        if self.per_gb_day is not None:
+            parts.append(f"storage ${self.per_gb_day:g}/GB-day (not counted)")
+        if self.chat_models:
+            parts.append(f"one call per answer of {', '.join(self.chat_models)}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {}
+        for name in (*_TOOL_NUMBERS, *_TEXT_FIELDS):
+            value = getattr(self, name, None)
+            if value is not None:
+                shown[name] = value
+        if self.per_container:
+            shown["per_container"] = dict(self.per_container)
+        if self.chat_models:
+            shown["chat_models"] = list(self.chat_models)
+        return shown
+
+
+DEFAULT_CONTAINER: Final = "1g"
+REASONING: Final = "reasoning"
+_TOOL_NUMBERS: Final = ("per_1k_calls", "reasoning_per_1k_calls", "per_gb_day")
+_TOOL_FIELDS: Final = {
+    *_TOOL_NUMBERS,
+    "per_container",
+    "chat_models",
+    "checked",
+    "source",
+    "note",
+}
+
+
 class PricesError(ValueError):
     """A price file that cannot be used; `str()` names the file and the entry."""
 
 
 class Prices:
     def __init__(
-        self, table: Mapping[str, ModelPrice], tools: Mapping[str, Mapping[str, Any]] | None = None
+        self, table: Mapping[str, ModelPrice], tools: Mapping[str, ToolPrice] | None = None
     ) -> None:
         self._table = dict(table)
         self.tools = dict(tools or {})
@@ -180,20 +270,42 @@ class Prices:
         output_tokens: int | None,
         cached_tokens: int | None,
         tier: str | None = None,
+        audio: tuple[int, int] | None = None,
     ) -> float | None:
         """None when nothing is known to price: no tokens reported, or a model not listed (or
-        listed with no token prices). `tier` is the answer's `service_tier` (`flex`)."""
+        listed with no token prices). `tier` is the answer's `service_tier` (`flex`); `audio`
+        the input and output tokens that were audio, when the answer splits them (realtime),
+        so text and audio take their own rates."""
         if input_tokens is None and output_tokens is None:
             return None
         price = self.lookup(model)
         if price is None or not price.bills_tokens:
             return None
-        input_price, cached_price, output_price = price.token_prices()
         cached = min(cached_tokens or 0, input_tokens or 0)
         uncached = (input_tokens or 0) - cached
         output = output_tokens or 0
-        dollars = uncached * input_price + cached * cached_price + output * output_price
+        if audio is None:
+            input_price, cached_price, output_price = price.token_prices()
+            dollars = uncached * input_price + cached * cached_price + output * output_price
+        else:
+            dollars = cached * price.token_prices()[1] + price.split_cost(uncached, output, audio)
         return dollars * _PER_TOKEN * tier_factor(price, tier)
+
+    def tool_cost(self, calls: Sequence[ToolCall]) -> float:
+        """What built-in tool calls bill beyond tokens; a tool without a price costs $0."""
+        dollars = 0.0
+        for call in calls:
+            if call.tool == "image_generation":
+                model = call.option or IMAGE_TOOL_MODEL
+                dollars += self.images(model, 1, call.quality, call.size) or 0.0
+                continue
+            if call.tool == CHAT_SEARCH:
+                tool = next((t for t in self.tools.values() if t.bills_chat(call.option)), None)
+            else:
+                tool = self.tools.get(call.tool)
+            if tool is not None:
+                dollars += tool.per_call(call.option)
+        return dollars
 
     def images(
         self, model: str | None, n: int, quality: str | None, size: str | None
@@ -315,22 +427,61 @@ def _per_image(value: Any, where: str) -> dict[str, float]:
     return prices
 
 
-def parse_tools(text: str) -> dict[str, dict[str, Any]]:
-    """The `[tools]` section as written: shown by `teamrelay prices`, charged nowhere yet."""
+def parse_tools(text: str, source: str) -> dict[str, ToolPrice]:
+    """The `[tools]` section: a table per tool, laid over the section's `checked`/`source`."""
     section = tomllib.loads(text).get("tools", {})
+    if not isinstance(section, dict):
+        raise PricesError(f"{source}: [tools] must be a table")
     defaults = {k: v for k, v in section.items() if not isinstance(v, dict)}
-    return {k: {**defaults, **v} for k, v in section.items() if isinstance(v, dict)}
+    return {
+        name: _tool_price({**defaults, **entry}, f"{source}: tools.{name}")
+        for name, entry in section.items()
+        if isinstance(entry, dict)
+    }
+
+
+def _tool_price(entry: dict[str, Any], where: str) -> ToolPrice:
+    unknown = set(entry) - _TOOL_FIELDS
+    if unknown:
+        raise PricesError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name in _TOOL_NUMBERS:
+        if name in entry:
+            values[name] = _number(entry[name], f"{where}.{name}")
+    for name in ("checked", "source", "note"):
+        if name in entry:
+            if not isinstance(entry[name], str):
+                raise PricesError(f"{where}.{name} must be a string")
+            values[name] = entry[name]
+    if "per_container" in entry:
+        table = entry["per_container"]
+        if not isinstance(table, dict) or not table:
+            raise PricesError(f'{where}.per_container must be a table like {{ "1g" = 0.03 }}')
+        values["per_container"] = {
+            str(k): _number(v, f"{where}.per_container.{k}") for k, v in table.items()
+        }
+    if "chat_models" in entry:
+        models = entry["chat_models"]
+        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+            raise PricesError(f"{where}.chat_models must be a list of model names")
+        values["chat_models"] = tuple(models)
+    if not ({"per_1k_calls", "per_container"} & values.keys()):
+        raise PricesError(f"{where}: give per_1k_calls or per_container (US dollars)")
+    return ToolPrice(**values)
 
 
 def load_prices(override: Path | str | None = None) -> Prices:
     """The shipped prices, overlaid with `override` or else the file RELAY_PRICES_FILE names."""
     shipped_text = (resources.files("teamrelay") / "data" / "prices.toml").read_text("utf-8")
     table = parse_prices(shipped_text, "teamrelay/data/prices.toml")
+    tools = parse_tools(shipped_text, "teamrelay/data/prices.toml")
     path = override if override is not None else os.environ.get("RELAY_PRICES_FILE") or None
     if path is not None:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise PricesError(f"RELAY_PRICES_FILE: cannot read {path}: {exc.strerror}") from None
-        table.update(parse_prices(text, f"RELAY_PRICES_FILE ({path})"))
-    return Prices(table, parse_tools(shipped_text))
+        where = f"RELAY_PRICES_FILE ({path})"
+        table.update(parse_prices(text, where))
+        tools.update(parse_tools(text, where))
+    return Prices(table, tools)

@@ -23,9 +23,10 @@ What can be lost, and how much:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -38,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from teamrelay.ledger.models import LedgerRow
 from teamrelay.ledger.prices import Prices
 from teamrelay.limits.billed import shape_cost
+from teamrelay.tap.usage import ToolCall
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +77,15 @@ class LedgerEntry:
     billed_usd: float | None = None
     # Else the JSON body of an image or speech request, priced here (a key without a cap).
     shaped_body: bytes | None = None
+    # Built-in tool calls the answer showed (billed beyond tokens); `tool_calls` counts them.
+    tools: tuple[ToolCall, ...] = ()
+    # The input and output tokens that were audio, when the answer splits them (realtime).
+    audio: tuple[int, int] | None = None
 
 
-_NOT_COLUMNS = ("billed_usd", "shaped_body")
+_NOT_COLUMNS = ("billed_usd", "shaped_body", "tools", "audio")
 _FIELDS = tuple(f.name for f in fields(LedgerEntry) if f.name not in _NOT_COLUMNS)
-_COLUMNS = (*_FIELDS, "cost_usd")
+_COLUMNS = (*_FIELDS, "tool_calls", "cost_usd")
 Row = tuple[Any, ...]
 _AFTER_TS = attrgetter(*_FIELDS[1:])  # `ts` is the first field, written as a stamp
 
@@ -232,14 +238,23 @@ class Recorder:
             ts = ts.astimezone(UTC)
         # SQLite keeps the text form SQLAlchemy's DateTime reads back; others take the object.
         stamp = ts.replace(tzinfo=None).isoformat(" ", "microseconds") if self._sqlite else ts
-        cost = self._prices.cost(
-            entry.model, entry.input_tokens, entry.output_tokens, entry.cached_tokens
+        prices = self._prices
+        cost = prices.cost(
+            entry.model,
+            entry.input_tokens,
+            entry.output_tokens,
+            entry.cached_tokens,
+            audio=entry.audio,
         )
         if cost is None and entry.status < 400:
             cost = entry.billed_usd
             if cost is None and entry.shaped_body is not None:
-                cost = shape_cost(entry.operation, entry.shaped_body, self._prices)
-        return (stamp, *_AFTER_TS(entry), cost)
+                cost = shape_cost(entry.operation, entry.shaped_body, prices)
+        tool_calls = None
+        if entry.tools:
+            cost = (cost or 0.0) + prices.tool_cost(entry.tools)
+            tool_calls = json.dumps(Counter(call.tool for call in entry.tools), sort_keys=True)
+        return (stamp, *_AFTER_TS(entry), tool_calls, cost)
 
     async def _write_singly(self, batch: list[Row]) -> None:
         """After a refused batch: keep every row the database accepts, lose only the bad ones."""

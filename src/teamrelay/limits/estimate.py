@@ -8,6 +8,7 @@ from teamrelay.body import RequestBody
 from teamrelay.catalog import Operation, model_from_json
 from teamrelay.ledger.prices import Prices
 from teamrelay.tap import output_cap
+from teamrelay.tap.usage import ToolCall
 
 # Output tokens reserved when a request sets no `max_*tokens`, by what its operation makes;
 # settled to the real usage when the answer ends. Text generation reserves
@@ -108,19 +109,33 @@ class Used(Protocol):
     def status(self) -> int: ...
     @property
     def usage_unknown(self) -> bool: ...
+    @property
+    def tools(self) -> tuple[ToolCall, ...]: ...
+    @property
+    def audio(self) -> tuple[int, int] | None: ...
 
 
 def actual_of(used: Used, guess: Estimate, prices: Prices, *, priced: bool = True) -> Actual:
     """What the finished request used: its reported usage, else what the request's shape bills
     (images, speech, audio minutes) once it succeeded, else the guess for an answer that
     started and was cut off (generation is billed) or whose usage could not be read (unknown
-    is not zero), else nothing (refused or failed)."""
+    is not zero), else nothing (refused or failed). The built-in tool calls its answer
+    showed are added to the dollars."""
+    actual = _tokens_used(used, guess, prices, priced=priced)
+    if priced and used.tools:
+        return Actual(actual.tokens, actual.usd + prices.tool_cost(used.tools))
+    return actual
+
+
+def _tokens_used(used: Used, guess: Estimate, prices: Prices, *, priced: bool) -> Actual:
     if used.input_tokens is not None or used.output_tokens is not None:
         used_in, used_out = used.input_tokens or 0, used.output_tokens or 0
         if not priced:
             return Actual(used_in + used_out, 0.0)
         model = used.model or guess.model
-        cost = prices.cost(model, used_in, used_out, used.cached_tokens, guess.tier)
+        cost = prices.cost(
+            model, used_in, used_out, used.cached_tokens, guess.tier, audio=used.audio
+        )
         return Actual(used_in + used_out, cost if cost is not None else guess.billed or 0.0)
     if guess.billed is not None and used.status < 400:
         return Actual(0, guess.billed)

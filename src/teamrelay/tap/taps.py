@@ -16,6 +16,9 @@ from teamrelay.tap.decoding import DECODED_CAP, Decoder, Unreadable, decoder_for
 from teamrelay.tap.sse import MAX_EVENT_BYTES, EventSplitter, Piece, parse_event
 from teamrelay.tap.streamopts import drop_usage_null, is_usage_chunk
 from teamrelay.tap.usage import (
+    SCAN_OVERLAP,
+    TOOL_MARK,
+    ToolTally,
     Usage,
     id_in_head,
     loads,
@@ -41,10 +44,11 @@ class Tap:
     relay cannot decode, a corrupt or oversized compressed copy): its usage is unknown.
     """
 
-    __slots__ = ("model", "object_id", "strips", "unreadable", "usage")
+    __slots__ = ("model", "object_id", "strips", "tools", "unreadable", "usage")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
+        self.tools: ToolTally | None = None  # built-in tool calls the answer shows
         self.model: str | None = None
         self.object_id: str | None = None
         self.strips = False
@@ -99,6 +103,15 @@ class Tap:
         usage = about.get("usage")
         if usage is not None:
             self.usage = usage_from(usage) or self.usage
+        if "output" in about or "item" in obj or _searches(about):
+            if self.tools is None:
+                self.tools = ToolTally()
+            self.tools.absorb(obj, about)
+
+
+def _searches(answer: dict[str, Any]) -> bool:
+    """A Chat Completions answer of a search model (billed per call)."""
+    return "choices" in answer and "search" in str(answer.get("model"))
 
 
 def _unreadable() -> Tap:
@@ -137,14 +150,26 @@ class JsonTap(Tap):
             if self._size <= self._max:
                 parts.append(chunk)
                 return chunk
-            self._head = b"".join(parts)[:HEAD_BYTES]
+            kept = b"".join(parts)
+            self._head = kept[:HEAD_BYTES]
             self._parts = None
             if len(self._head) < HEAD_BYTES:
                 self._head += chunk[: HEAD_BYTES - len(self._head)]
+            self._scan(kept, 0)
+            before = kept[-SCAN_OVERLAP:]
+        else:
+            before = bytes(self._tail[-SCAN_OVERLAP:])
+        self._scan(before + chunk, len(before))
         self._tail += chunk
         if len(self._tail) > 2 * TAIL_BYTES:
             del self._tail[:-TAIL_BYTES]
         return chunk
+
+    def _scan(self, data: bytes, start: int) -> None:
+        if TOOL_MARK in data:
+            if self.tools is None:
+                self.tools = ToolTally()
+            self.tools.scan(data, start)
 
     def whole(self, body: bytes) -> bytes:
         if len(body) > self._max:
@@ -216,7 +241,7 @@ class SseTap(Tap):
             return None
         if self._seen_first:
             count = raw.count(_USAGE)
-            if not count or count == raw.count(_USAGE_NULL):
+            if (not count or count == raw.count(_USAGE_NULL)) and TOOL_MARK not in raw:
                 return None
         event = parse_event(raw)
         if event is None or event.data == _DONE:
@@ -286,3 +311,4 @@ class DecodedTap(Tap):
     def _learn(self) -> None:
         inner = self._inner
         self.usage, self.model, self.object_id = inner.usage, inner.model, inner.object_id
+        self.tools = inner.tools

@@ -2,14 +2,15 @@
 
 Two usage shapes exist: chat completions, completions and embeddings count
 `prompt_tokens`/`completion_tokens`; the Responses API, images and audio count
-`input_tokens`/`output_tokens`. Both become one `Usage`.
+`input_tokens`/`output_tokens`. Both become one `Usage`. Built-in tools are billed per call
+beyond the tokens: `ToolTally` gathers the calls an answer shows (`ToolCall`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -99,3 +100,151 @@ def usage_in_tail(tail: bytes) -> Usage | None:
         if usage is not None:
             return usage
     return None
+
+
+# Responses output items of the built-in tools billed per call, by the `[tools]` entry that
+# prices them; a code interpreter call is billed by its container, an image by its shape.
+_TOOL_ITEMS: Final = {
+    "web_search_call": "web_search",
+    "file_search_call": "file_search",
+    "code_interpreter_call": "code_interpreter",
+    "image_generation_call": "image_generation",
+}
+# A Chat Completions answer of a search model: one web search, priced by the model's name.
+CHAT_SEARCH: Final = "chat_search"
+IMAGE_TOOL_MODEL: Final = "gpt-image-1"
+_TOOL_TYPE = re.compile(
+    rb'"type"\s*:\s*"(web_search_call|file_search_call|code_interpreter_call|image_generation_call)"'
+)
+TOOL_MARK: Final = b'_call"'
+# Kept of the bytes before a chunk, so a tool item's type cut between chunks is still found.
+SCAN_OVERLAP: Final = 64
+MAX_TOOL_CALLS: Final = 1024  # an answer's; bounds the tally's memory
+
+
+class ToolCall(NamedTuple):
+    """One billed call: `tool` names its `[tools]` entry; `option` is a container's memory
+    limit, `reasoning` for a web search a reasoning model made, the image model, or the
+    search model of a chat answer; `quality` and `size` those of a generated image."""
+
+    tool: str
+    option: str | None = None
+    quality: str | None = None
+    size: str | None = None
+
+
+class ToolTally:
+    """The tool calls an answer shows, each counted once however often it appears (a stream
+    shows an item when it is added, when it is done and in the final response).
+
+    The request's tool options come back in the Response's `tools`: they tell a
+    `web_search_preview` call from a `web_search` one, a container's memory limit and the
+    image model.
+    """
+
+    __slots__ = ("_items", "_options")
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, Any]] = {}
+        self._options: dict[str, Any] = {}
+
+    def absorb(self, obj: dict[str, Any], about: dict[str, Any]) -> None:
+        """An answer object (`about`: the Response a stream event wraps, else `obj`)."""
+        item = obj.get("item")
+        if isinstance(item, dict):
+            self._item(item)
+        output = about.get("output")
+        if isinstance(output, list):
+            self._learn_options(about)
+            for entry in output:
+                if isinstance(entry, dict):
+                    self._item(entry)
+        elif isinstance(about.get("tools"), list):
+            self._learn_options(about)
+        obj_kind = about.get("object")
+        model = about.get("model")
+        if (
+            isinstance(obj_kind, str)
+            and obj_kind.startswith("chat.completion")
+            and isinstance(model, str)
+            and "search" in model
+        ):
+            self._items.setdefault(f"chat:{about.get('id')}", {"chat_search": model})
+
+    def scan(self, data: bytes, start: int = 0) -> None:
+        """Tool items in the raw bytes of an answer too big to parse (an image's base64 is
+        megabytes), counted by type without their shape (the dearest price). A match ending
+        within `data[:start]` was counted with the bytes before."""
+        for match in _TOOL_TYPE.finditer(data):
+            if match.end() > start and len(self._items) < MAX_TOOL_CALLS:
+                self._items[f"scan:{len(self._items)}"] = {"type": match.group(1).decode()}
+
+    def _item(self, item: dict[str, Any]) -> None:
+        kind = item.get("type")
+        item_id = item.get("id")
+        if kind not in _TOOL_ITEMS or not isinstance(item_id, str):
+            return
+        seen = self._items.get(item_id)
+        if seen is None:
+            if len(self._items) >= MAX_TOOL_CALLS:
+                return
+            seen = self._items[item_id] = {}
+        for name in ("type", "container_id", "quality", "size"):
+            value = item.get(name)
+            if isinstance(value, str) and value:
+                seen[name] = value
+
+    def _learn_options(self, response: dict[str, Any]) -> None:
+        options = self._options
+        for tool in response.get("tools") or ():
+            if not isinstance(tool, dict):
+                continue
+            kind = tool.get("type")
+            if kind == "web_search" or (
+                isinstance(kind, str) and kind.startswith("web_search_preview")
+            ):
+                options.setdefault("search", set()).add(kind)
+            elif kind == "code_interpreter":
+                container = tool.get("container")
+                limit = container.get("memory_limit") if isinstance(container, dict) else None
+                options["memory"] = limit if isinstance(limit, str) else None
+            elif kind == "image_generation" and isinstance(tool.get("model"), str):
+                options["image_model"] = tool["model"]
+        reasoning = response.get("reasoning")
+        if isinstance(reasoning, dict) and reasoning.get("effort"):
+            options["reasoning"] = True
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        options = self._options
+        calls: list[ToolCall] = []
+        containers: set[str] = set()
+        for item_id, seen in self._items.items():
+            if "chat_search" in seen:
+                calls.append(ToolCall(CHAT_SEARCH, seen["chat_search"]))
+                continue
+            tool = _TOOL_ITEMS[seen["type"]]
+            if tool == "web_search":
+                calls.append(self._search_call())
+            elif tool == "code_interpreter":
+                container = seen.get("container_id", item_id)
+                if container not in containers:
+                    containers.add(container)
+                    calls.append(ToolCall(tool, options.get("memory")))
+            elif tool == "image_generation":
+                model = options.get("image_model")
+                calls.append(ToolCall(tool, model, seen.get("quality"), seen.get("size")))
+            else:
+                calls.append(ToolCall(tool))
+        return tuple(calls)
+
+    def _search_call(self) -> ToolCall:
+        """`web_search_preview` when the request offered only the preview tool."""
+        offered = self._options.get("search") or set()
+        if offered and "web_search" not in offered:
+            reasoning = "reasoning" if self._options.get("reasoning") else None
+            return ToolCall("web_search_preview", reasoning)
+        return ToolCall("web_search")
+
+
+def tool_calls_of(tally: ToolTally | None) -> tuple[ToolCall, ...]:
+    return tally.calls() if tally is not None else ()
