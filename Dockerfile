@@ -23,7 +23,8 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/
 
 USER teamrelay
 
-# The default RELAY_DATABASE_URL (sqlite+aiosqlite:///./data/teamrelay.db) lands here.
+# The default RELAY_DATABASE_URL (sqlite+aiosqlite:///$RELAY_DATA_DIR/teamrelay.db) lands here.
+ENV RELAY_DATA_DIR=/app/data
 VOLUME ["/app/data"]
 EXPOSE 8000
 

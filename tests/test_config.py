@@ -9,11 +9,14 @@ import pytest
 from teamrelay.config import ConfigError, load_settings
 
 
-def test_defaults_follow_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_follow_the_design(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     settings = load_settings(_env_file=None)
     assert settings.openai_base_url == "https://api.openai.com/v1"
-    assert settings.database_url == "sqlite+aiosqlite:///./data/teamrelay.db"
+    # Anchored, unlike DESIGN.md's ./data: every command finds the same file (issue 18).
+    assert settings.data_dir == tmp_path / "teamrelay"
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/teamrelay/teamrelay.db"
     assert settings.relay_keys == ()
     assert settings.auth_enabled is True
 

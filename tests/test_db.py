@@ -14,7 +14,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from teamrelay.config import DEFAULT_DATABASE_URL
 from teamrelay.ledger.db import (
     VERSION_TABLE,
     alembic_config,
@@ -27,8 +26,17 @@ from teamrelay.ledger.models import Base
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def test_database_url_defaults_to_sqlite_under_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert database_url() == DEFAULT_DATABASE_URL == "sqlite+aiosqlite:///./data/teamrelay.db"
+def test_database_url_defaults_to_sqlite_in_the_data_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("RELAY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("RELAY_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    monkeypatch.chdir(tmp_path)
+    expected = f"sqlite+aiosqlite:///{tmp_path}/share/teamrelay/teamrelay.db"
+    assert database_url() == expected
+    monkeypatch.setenv("RELAY_DATA_DIR", "relative")
+    assert database_url() == f"sqlite+aiosqlite:///{tmp_path}/relative/teamrelay.db"
     monkeypatch.setenv("RELAY_DATABASE_URL", "postgresql+asyncpg://relay@db/relay")
     assert database_url() == "postgresql+asyncpg://relay@db/relay"
 

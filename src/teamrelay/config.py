@@ -8,14 +8,16 @@ report into `ConfigError` with that line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
+import platformdirs
 from pydantic import (
     AliasChoices,
     BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,8 +25,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from teamrelay.actions.limits import DEFAULT_FILE_HOSTS
 from teamrelay.limits.estimate import DEFAULT_OUTPUT_TOKENS
 from teamrelay.proxies import trusted_networks
-
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/teamrelay.db"
 
 
 def _split_commas(value: Any) -> Any:
@@ -40,11 +40,35 @@ class ConfigError(Exception):
     """A configuration value that stops start-up; `str()` is the one line to print."""
 
 
-class Settings(BaseSettings):
+def default_data_dir() -> Path:
+    """One folder whatever directory a command runs from, so `teamrelay keys` writes where
+    `teamrelay serve` reads (on Linux `$XDG_DATA_HOME/teamrelay`, else ~/.local/share)."""
+    return platformdirs.user_data_path("teamrelay")
+
+
+class StoreSettings(BaseSettings):
+    """What every command reads, `serve` and the operator's tools alike: the environment, then
+    `.env` in the working directory. The tools need the database, not the upstream key."""
+
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
 
+    data_dir: Path = Field(default_factory=default_data_dir, validation_alias="RELAY_DATA_DIR")
+    database_url: str = Field("", validate_default=True, validation_alias="RELAY_DATABASE_URL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            data_dir = Path(info.data.get("data_dir") or default_data_dir())
+            return f"sqlite+aiosqlite:///{data_dir.resolve() / 'teamrelay.db'}"
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class Settings(StoreSettings):
     openai_api_key: SecretStr = Field(validation_alias="OPENAI_API_KEY", min_length=1)
     openai_base_url: str = Field(
         "https://api.openai.com/v1",
@@ -56,7 +80,6 @@ class Settings(BaseSettings):
 
     relay_keys: CommaList = Field((), validation_alias=AliasChoices("RELAY_KEYS", "RELAY_KEY"))
     auth_enabled: bool = Field(True, validation_alias="RELAY_AUTH_ENABLED")
-    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="RELAY_DATABASE_URL")
     redis_url: str | None = Field(None, validation_alias="RELAY_REDIS_URL")
     public_url: str | None = Field(None, validation_alias="RELAY_PUBLIC_URL")
     # Peers (addresses, CIDRs) whose Forwarded / X-Forwarded-* headers count; none by default.
@@ -153,12 +176,8 @@ class Settings(BaseSettings):
         trusted_networks(value)
         return value
 
-    @field_validator("database_url")
-    @classmethod
-    def _database_url(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
-        return value
+
+_S = TypeVar("_S", bound=StoreSettings)
 
 
 def _env_name(field: str) -> str:
@@ -170,8 +189,17 @@ def _env_name(field: str) -> str:
 
 def load_settings(**overrides: Any) -> Settings:
     """Read the environment; raise ConfigError naming the first bad variable."""
+    return _load(Settings, overrides)
+
+
+def load_store_settings() -> StoreSettings:
+    """The settings of the operator's commands, read as `serve` reads them."""
+    return _load(StoreSettings, {})
+
+
+def _load(kind: type[_S], overrides: dict[str, Any]) -> _S:
     try:
-        return Settings(**overrides)
+        return kind(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else ""

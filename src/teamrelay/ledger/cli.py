@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from teamrelay.ledger.db import database_url, migrated_engine, shown_url, upgrade
+from teamrelay.config import load_store_settings
+from teamrelay.ledger.db import database_url, migrated_engine, schema_revisions, shown_url, upgrade
 from teamrelay.ledger.models import LedgerRow
 from teamrelay.ledger.prices import Prices, PricesError, load_prices
 from teamrelay.ledger.usage import By, UsageGroup, UsageReport, parse_since, usage_report
@@ -28,6 +29,17 @@ _COUNTS = (
     "reasoning_tokens",
     "cost_usd",
 )
+
+
+@db_app.command("info")
+def info_command() -> None:
+    """Where the relay's data is (as every command and `serve` read it) and its schema."""
+    settings = load_store_settings()
+    current, newest = asyncio.run(schema_revisions(settings.database_url))
+    state = "up to date" if current == newest else f"behind {newest}: teamrelay db upgrade"
+    typer.echo(f"data directory: {settings.data_dir}")
+    typer.echo(f"database: {shown_url(settings.database_url)}")
+    typer.echo(f"schema: {current or 'empty'} ({state})")
 
 
 @db_app.command("upgrade")

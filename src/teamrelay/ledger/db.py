@@ -19,19 +19,26 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from teamrelay.config import DEFAULT_DATABASE_URL
+from teamrelay.config import load_store_settings
 
 BUSY_TIMEOUT_MS = 5000
 VERSION_TABLE = "teamrelay_alembic_version"
 
 
+class DatabaseUnreachable(Exception):
+    """`str()` is the one line to print: the database's URL without its password, and why."""
+
+
 def database_url() -> str:
-    """For operator commands, which need the database but not the upstream key."""
-    return os.environ.get("RELAY_DATABASE_URL") or DEFAULT_DATABASE_URL
+    """For operator commands: the database `serve` uses, read from the same settings."""
+    return load_store_settings().database_url
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -40,7 +47,12 @@ def create_engine(url: str) -> AsyncEngine:
         return create_async_engine(url)
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            message = f"cannot make the database's folder {folder}: {exc}"
+            raise DatabaseUnreachable(message) from None
     engine = create_async_engine(url)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
@@ -72,12 +84,28 @@ async def upgrade(url: str, revision: str = "head") -> None:
     """
     loop = asyncio.get_running_loop()
     lock = _upgrade_locks.setdefault(loop, asyncio.Lock())
-    engine = create_engine(url)
+    async with lock:
+        engine = create_engine(url)
+        try:
+            async with _connected(engine, url) as connection, connection.begin():
+                await connection.run_sync(_run_upgrade, revision)
+        finally:
+            await engine.dispose()
+
+
+@asynccontextmanager
+async def _connected(engine: AsyncEngine, url: str) -> AsyncIterator[AsyncConnection]:
     try:
-        async with lock, engine.begin() as connection:
-            await connection.run_sync(_run_upgrade, revision)
+        connection = await engine.connect()
+    except (OSError, DBAPIError) as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        raise DatabaseUnreachable(
+            f"cannot reach the database {shown_url(url)}: {_reason(cause)}"
+        ) from None
+    try:
+        yield connection
     finally:
-        await engine.dispose()
+        await connection.close()
 
 
 _upgrade_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -91,6 +119,21 @@ def _run_upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(config, revision)
 
 
+async def schema_revisions(url: str) -> tuple[str | None, str | None]:
+    """The database's schema revision (None when never migrated) and the newest one known."""
+    engine = create_engine(url)
+    try:
+        async with _connected(engine, url) as connection:
+            current = await connection.run_sync(
+                lambda sync: MigrationContext.configure(
+                    sync, opts={"version_table": VERSION_TABLE}
+                ).get_current_revision()
+            )
+    finally:
+        await engine.dispose()
+    return current, ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 @asynccontextmanager
 async def migrated_engine(url: str) -> AsyncIterator[AsyncEngine]:
     """For one-shot commands: the schema brought up to date, then an engine disposed after."""
@@ -100,6 +143,14 @@ async def migrated_engine(url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+def _reason(cause: BaseException) -> str:
+    """One line: the system's words for a socket error, else the driver's first line."""
+    if isinstance(cause, OSError) and cause.errno:
+        return os.strerror(cause.errno)
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
 
 
 def shown_url(url: str) -> str:
