@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import httpx2
 import pytest
 from fastapi import FastAPI
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from servers import ADMIN, RunningRelay
 from teamrelay.admin.api import admin_router
 from teamrelay.keys.store import KeyStore
 from teamrelay.ledger.prices import load_prices
@@ -41,6 +45,12 @@ async def admin(engine: AsyncEngine) -> AsyncIterator[Admin]:
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://relay.test") as client:
         yield Admin(client, api_key, engine)
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx2.Client]:
+    with httpx2.Client(timeout=10) as client:
+        yield client
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -91,7 +101,19 @@ async def test_a_key_without_admin_scope_gets_403(admin: Admin) -> None:
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
 
-@pytest.mark.parametrize(("param", "value"), [("by", "colour"), ("since", "soon")])
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("by", "colour"),
+        ("since", "soon"),
+        ("since", "99999999d"),
+        ("since", "999999999999w"),
+        ("since", "9" * 5000 + "m"),
+        ("since", "0001-01-01T00:00:00+05:00"),
+        ("since", "2026-13-01"),
+        ("since", "\x00"),
+    ],
+)
 async def test_bad_parameters_get_400_naming_the_parameter(
     admin: Admin, param: str, value: str
 ) -> None:
@@ -100,3 +122,36 @@ async def test_bad_parameters_get_400_naming_the_parameter(
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+_OFFSETS = st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23))
+_MOMENTS = st.datetimes(timezones=st.none() | st.builds(timezone, _OFFSETS)).map(datetime.isoformat)
+_DURATIONS = st.from_regex(r"\A[0-9]{1,14}[mhdw]\Z")
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+_QUERY = st.lists(
+    st.tuples(st.sampled_from(["since", "by", "limit"]), _DURATIONS | _MOMENTS | _TEXT),
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(query=_QUERY)
+def test_no_query_makes_the_usage_api_fail(
+    relay: RunningRelay, http: httpx2.Client, query: list[tuple[str, str]]
+) -> None:
+    """Any `since` (durations of any size, dates of any year and offset, any text) and `by`:
+    a report or a 400 in OpenAI's shape naming the parameter, never a 500."""
+    answer = http.get(relay.url + "/admin/api/usage", params=query, headers=ADMIN)
+    event(f"status {answer.status_code}")
+    assert answer.status_code in (200, 400), answer.text
+    if answer.status_code == 400:
+        error = answer.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert error["param"] in ("since", "by")
+    else:
+        assert "total" in answer.json()

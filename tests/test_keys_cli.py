@@ -96,6 +96,7 @@ def test_create_refuses_bad_scopes_and_past_expiry(shell: Shell) -> None:
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     shell.run("create", "--name", "x", "--expires", yesterday, code=2)
     shell.run("create", "--name", "x", "--expires", "soon", code=2)
+    shell.run("create", "--name", "x", "--expires", "99999999d", code=2)
 
 
 def test_an_empty_list_says_how_to_start(shell: Shell) -> None:

@@ -140,6 +140,8 @@ def _expiry(text: str) -> datetime:
     now = datetime.now(UTC)
     try:
         return now + parse_duration(text)
+    except OverflowError:
+        raise ValueError(f"{text!r} reaches past the year 9999") from None
     except ValueError:
         moment = parse_since(text, now=now)
     if moment <= now:

@@ -79,24 +79,36 @@ def _named(by: By, group: UsageGroup) -> dict[str, Any]:
 
 
 def parse_duration(text: str) -> timedelta:
-    """`30m`, `24h`, `7d`, `2w`."""
+    """`30m`, `24h`, `7d`, `2w`; ValueError for any other text, also one too long to hold."""
     match = _DURATION.match(text)
     if match is None:
         raise ValueError(f"{text!r} is not a duration like 30m, 24h, 7d or 2w")
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        return timedelta(**{_UNITS[match[2]]: int(match[1])})
+    except (OverflowError, ValueError):  # past timedelta's range, or more digits than int reads
+        raise ValueError(f"{text!r} is longer than a date can reach") from None
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """A duration back from now (`7d`) or an ISO date or time (`2026-11-01`, taken as UTC)."""
-    try:
-        return (now or datetime.now(UTC)) - parse_duration(text)
-    except ValueError:
-        pass
+    """A duration back from now (`7d`) or an ISO date or time (`2026-11-01`, taken as UTC);
+    always in UTC, as the ledger's times are. ValueError for anything else, so callers answer
+    a clear 400 (or a CLI error), also for a duration reaching back before the year 1."""
+    now = now or datetime.now(UTC)
+    if _DURATION.match(text):
+        try:
+            return now - parse_duration(text)
+        except (OverflowError, ValueError):
+            raise ValueError(f"{text!r} reaches back before the year 1") from None
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"{text!r} is neither a duration (7d, 24h) nor an ISO date") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 class UTCDay(FunctionElement[str]):
