@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from teamrelay.catalog import load_catalog
 from teamrelay.isolation import Isolation, OwnedOperations, Owners, Scope, referenced_ids
+from teamrelay.isolation.listing import matches
 from teamrelay.isolation.owned import created_id, derived_ids
 from teamrelay.keys.store import KeyRecord
 
@@ -115,3 +116,44 @@ def test_admin_keys_are_never_confined(isolation: str) -> None:
     assert not guard.confines(admin)
     assert guard.confines(member) is (isolation == "per_key")
     assert not guard.confines(opted_out)
+
+
+async def test_a_keys_ids_are_listed_in_order_from_cursors(engine: AsyncEngine) -> None:
+    owners = Owners(engine)
+    await owners.start()
+    try:
+        for index in range(8):
+            owners.record(f"file-{index}", "alice" if index % 3 else "bob", "/files")
+        owners.record("vs_1", "alice", "/vector_stores")
+        # queued a moment ago: `listed` writes them first
+        newest = await owners.listed("alice", "/files", descending=True, count=3)
+        assert newest == ["file-7", "file-5", "file-4"]
+        older = await owners.listed("alice", "/files", descending=True, count=9, after="file-4")
+        assert older == ["file-2", "file-1"]
+        between = await owners.listed(
+            "alice", "/files", descending=False, count=9, after="file-1", before="file-7"
+        )
+        assert between == ["file-2", "file-4", "file-5"]
+        newer = await owners.listed("alice", "/files", descending=True, count=9, before="file-4")
+        assert newer == ["file-7", "file-5"]
+        with pytest.raises(LookupError):  # bob's id is no cursor in alice's list
+            await owners.listed("alice", "/files", descending=True, count=9, after="file-3")
+        await owners.forget("alice", ["file-5", "file-3"])  # only her own rows go
+        assert await owners.listed("alice", "/files", descending=False, count=9) == [
+            "file-1",
+            "file-2",
+            "file-4",
+            "file-7",
+        ]
+        assert await owners.owner_of("file-3") == "bob"
+        assert await owners.owner_of("file-5", recheck=False) is None
+    finally:
+        await owners.stop()
+
+
+def test_retrieved_objects_are_filtered_as_the_upstream_lists_them() -> None:
+    item = {"id": "file-1", "purpose": "batch", "metadata": {"team": "red"}}
+    assert matches(item, [("purpose", "batch"), ("metadata[team]", "red")])
+    assert not matches(item, [("purpose", "assistants")])
+    assert not matches(item, [("metadata[team]", "blue")])
+    assert not matches({"id": "x", "metadata": None}, [("metadata[team]", "red")])

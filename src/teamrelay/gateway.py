@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from random import getrandbits
 from typing import Any
 
@@ -219,8 +220,9 @@ class Relay:
                     if query:
                         await self.isolation.check_query(key.id, query)
                     if self.isolation.lists(operation):
+                        charge = partial(self.limits.count_requests, key)
                         ticket.exchange = await self.isolation.list_owned(
-                            self.upstream, call, key.id, operation, send
+                            self.upstream, call, key.id, operation, send, charge
                         )
                         return
                 if operation.operation_id in DERIVED_FROM:

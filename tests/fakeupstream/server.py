@@ -215,6 +215,14 @@ class FakeUpstream:
         assert self._store is not None, "fake upstream is not running"
         return self._store
 
+    def add_org_files(self, count: int, *, purpose: str = "assistants") -> list[str]:
+        """Files the organisation made without the relay (see `Store.add_org_files`)."""
+
+        async def add() -> list[str]:
+            return self.store.add_org_files(count, purpose=purpose)
+
+        return self._call(add())
+
     def faults(self, path: str | Fault, **options: Any) -> Fault:
         """Plan a fault: `faults("/v1/chat/completions", status=429, retry_after=2, times=1)`.
 

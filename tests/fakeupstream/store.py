@@ -111,6 +111,29 @@ class Store:
         staging.write_bytes(data)
         return self.add_file(staging, filename=filename, purpose=purpose, size=len(data))
 
+    def add_org_files(self, count: int, *, purpose: str) -> list[str]:
+        """`count` files made outside the relay (the organisation's others), sharing one
+        one-byte blob on disk, so a test can hold tens of thousands of them cheaply."""
+        blob = self.blobs / "org-files-blob"
+        blob.write_bytes(b"x")
+        made = []
+        for _ in range(count):
+            file_id = new_id("file-", 22)
+            obj = {
+                "id": file_id,
+                "object": "file",
+                "bytes": 1,
+                "created_at": int(time.time()),
+                "expires_at": None,
+                "filename": "org.txt",
+                "purpose": purpose,
+                "status": "processed",
+                "status_details": None,
+            }
+            self.files[file_id] = StoredFile(obj, blob)
+            made.append(file_id)
+        return made
+
     def file(self, file_id: str, param: str | None = None) -> StoredFile:
         stored = self.files.get(file_id)
         if stored is None:

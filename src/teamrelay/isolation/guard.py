@@ -23,7 +23,7 @@ from teamrelay.body import RequestBody
 from teamrelay.catalog import Catalog, Operation
 from teamrelay.errors import RelayError
 from teamrelay.forward import Call, Exchange
-from teamrelay.isolation.listing import list_owned
+from teamrelay.isolation.listing import Charge, list_owned
 from teamrelay.isolation.owned import (
     DERIVED_FROM,
     OwnedOperations,
@@ -107,15 +107,36 @@ class Isolation:
         return operation in self.owned.lists
 
     async def list_owned(
-        self, upstream: Upstream, call: Call, key_id: str, operation: Operation, send: Send
+        self,
+        upstream: Upstream,
+        call: Call,
+        key_id: str,
+        operation: Operation,
+        send: Send,
+        charge: Charge,
     ) -> Exchange:
+        """The key's own objects of a list operation, paged from the ownership table; the
+        upstream calls it makes beyond the first go to `charge` (the key's rate limit)."""
         learn = None
         if operation.operation_id in DERIVED_FROM:
 
             def learn(item: dict[str, object]) -> None:
                 self._learn_derived(item, key_id)
 
-        return await list_owned(upstream, call, key_id, self.owners.owners_of, send, learn)
+        scope = self.owned.get(operation)
+        assert scope is not None  # an operation that lists has a scope
+        collection = scope.collection
+        return await list_owned(
+            upstream,
+            call,
+            key_id,
+            collection,
+            self.owners,
+            send,
+            retrievable=collection in self.owned.retrievable,
+            charge=charge,
+            learn=learn,
+        )
 
     async def _derived_owner(
         self, key: KeyRecord | None, operation: Operation, path: str, confined: bool

@@ -1,17 +1,26 @@
-"""A list endpoint as one key sees it: only its own objects, with working cursor pagination.
+"""A list endpoint as one key sees it: its own ids from the ownership table, their objects
+from the upstream, paged as OpenAI pages.
 
-The upstream is walked page by page from the client's `after` (any upstream id is a valid
-cursor, and a key's own ids are upstream ids), keeping the key's objects until one more than
-`limit` are found or the upstream has no more. So `has_more` is exact, `last_id` is the last
-object returned, and following `after=last_id` returns every owned object exactly once.
+Which ids a page holds comes from the database (`Owners.listed`): the key's ids in the
+collection in the order they were recorded, after `after` and before `before`, `limit` of
+them, `has_more` if more are recorded. So a list costs what the key owns, never a walk of
+the organisation's collection. The objects are then fetched as the upstream offers them: one
+page of its own list from the key's id just before this page (any id is a cursor; the
+upstream's largest page), which usually holds them all, and a retrieve for each id that page
+missed. An id the upstream answers 404 for (deleted, expired) is dropped from the table and
+from the answer. Filters (`purpose`, `model`, ...) go to the upstream's list, and are compared
+with the fields of a retrieved object. Every upstream call after the first counts against
+the key's requests per minute (`Charge`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.types import Send
 
@@ -19,19 +28,46 @@ from teamrelay.connections import UpstreamError
 from teamrelay.errors import RelayError, bad_gateway
 from teamrelay.forward import Call, Exchange
 from teamrelay.headers import REQUEST_ID
+from teamrelay.isolation.owners import Owners
 from teamrelay.upstream import Upstream
 
-DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 10_000
-UPSTREAM_PAGE: Final = 100
+_RETRIEVES_AT_ONCE: Final = 8
+_PAGING: Final = frozenset({"limit", "after", "before", "order"})
+# Query parameters of list operations that shape the answer without selecting objects.
+_NOT_FILTERS: Final = _PAGING | {"include", "include[]", "order_by"}
 
-Owners = Callable[[Iterable[str]], Awaitable[dict[str, str]]]
 Learn = Callable[[dict[str, Any]], None]
+Charge = Callable[[int], Awaitable[None]]
 
 
-def _limit(value: str | None) -> int:
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """A list operation's defaults in the pinned spec, and the most one upstream page holds."""
+
+    default_limit: int = 20
+    largest_page: int = 100
+    descending: bool = True
+
+
+DEFAULT_PAGING: Final = Paging()
+PAGING: Final = {
+    "/files": Paging(default_limit=10_000, largest_page=10_000),
+    "/chat/completions": Paging(descending=False),
+}
+
+
+class _Passed(Exception):
+    """An upstream answer that is the client's answer as it came (an error, a 429)."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.body = body
+
+
+def _limit(value: str | None, default: int) -> int:
     if value is None:
-        return DEFAULT_LIMIT
+        return default
     if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
         raise RelayError(
             400, f"Invalid 'limit': use 1 to {MAX_LIMIT}.", param="limit", code="invalid_value"
@@ -39,85 +75,245 @@ def _limit(value: str | None) -> int:
     return int(value)
 
 
+def _descending(value: str | None, paging: Paging) -> bool:
+    if value is None:
+        return paging.descending
+    if value not in ("asc", "desc"):
+        raise RelayError(400, f"Invalid 'order': {value!r}; use 'asc' or 'desc'.", param="order")
+    return value == "desc"
+
+
+def _options(query: list[tuple[str, str]]) -> dict[str, str]:
+    """The paging parameters, each given at most once (two `after`s are not a cursor)."""
+    options: dict[str, str] = {}
+    for name, value in query:
+        if name in _PAGING:
+            if name in options:
+                raise RelayError(400, f"'{name}' is given twice.", param=name)
+            options[name] = value
+    return options
+
+
+def matches(item: dict[str, Any], filters: list[tuple[str, str]]) -> bool:
+    """Whether a retrieved object passes the list's filters, as the upstream's list would:
+    `purpose=batch` against its `purpose`, `metadata[k]=v` against its metadata."""
+    for name, value in filters:
+        if name.startswith("metadata[") and name.endswith("]"):
+            metadata = item.get("metadata")
+            actual = metadata.get(name[9:-1]) if isinstance(metadata, dict) else None
+        else:
+            actual = item.get(name)
+        if actual != value:
+            return False
+    return True
+
+
+class _Fetcher:
+    """The upstream calls of one list request, counted."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        exchange: Exchange,
+        charge: Charge,
+    ) -> None:
+        self.upstream = upstream
+        self.path = path
+        self.headers = headers
+        self.exchange = exchange
+        self.charge = charge
+        self.calls = 0
+
+    async def _get(self, target: str) -> tuple[int, bytes]:
+        try:
+            response = await self.upstream.pool.request("GET", target, self.headers, None)
+            try:
+                body = await response.read(self.upstream.read_timeout)
+            finally:
+                response.release()
+        except UpstreamError as exc:
+            raise bad_gateway(type(exc).__name__) from None
+        if self.exchange.upstream_request_id is None:
+            self.exchange.upstream_request_id = response.header(b"x-request-id")
+        return response.status, body
+
+    async def _spend(self, calls: int) -> None:
+        """The request itself paid for one upstream call; the rest count as requests too."""
+        extra = calls if self.calls else calls - 1
+        self.calls += calls
+        if extra > 0:
+            await self.charge(extra)
+
+    async def page(self, params: list[tuple[str, str]]) -> dict[str, Any] | None:
+        """One page of the upstream's list, or None if it refused (an unknown cursor)."""
+        await self._spend(1)
+        status, body = await self._get(f"{self.path}?{urlencode(params)}")
+        if status != 200:
+            return None
+        try:
+            page = json.loads(body)
+        except ValueError:
+            page = None
+        if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+            raise RelayError(
+                502, "The upstream answered a list in an unknown shape.", code="upstream_error"
+            )
+        return page
+
+    async def retrieve(self, object_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """Each object by id; None for one the upstream does not know (404)."""
+        await self._spend(len(object_ids))
+        slots = asyncio.Semaphore(_RETRIEVES_AT_ONCE)
+
+        async def one(object_id: str) -> dict[str, Any] | None:
+            async with slots:
+                status, body = await self._get(f"{self.path}/{quote(object_id, safe='')}")
+            if status == 404:
+                return None
+            if status != 200:
+                raise _Passed(status, body)
+            try:
+                item = json.loads(body)
+            except ValueError:
+                item = None
+            if not isinstance(item, dict) or item.get("id") != object_id:
+                raise RelayError(
+                    502,
+                    "The upstream answered a retrieve in an unknown shape.",
+                    code="upstream_error",
+                )
+            return item
+
+        found = await asyncio.gather(*(one(object_id) for object_id in object_ids))
+        return dict(zip(object_ids, found, strict=True))
+
+
+@dataclass(slots=True)
+class _Found:
+    items: dict[str, dict[str, Any]]
+    gone: list[str]
+
+
+async def _objects(
+    fetcher: _Fetcher,
+    ids: list[str],
+    walk_from: str | None,
+    walk: list[tuple[str, str]],
+    filters: list[tuple[str, str]],
+    paging: Paging,
+    retrievable: bool,
+) -> _Found:
+    """The current objects of `ids` that pass `filters`, and the ids the upstream lost."""
+    wanted = set(ids)
+    items: dict[str, dict[str, Any]] = {}
+    complete = False
+    if len(ids) > 1 or not retrievable:
+        cursor = walk_from
+        while True:
+            params = [*walk, ("limit", str(paging.largest_page))]
+            page = await fetcher.page(params + ([("after", cursor)] if cursor else []))
+            if page is None:
+                break
+            listed = [item for item in page["data"] if isinstance(item, dict)]
+            items.update((item["id"], item) for item in listed if item.get("id") in wanted)
+            complete = not page.get("has_more") or not listed
+            if complete or retrievable or wanted <= items.keys():
+                break
+            cursor = str(listed[-1].get("id"))
+    missing = [object_id for object_id in ids if object_id not in items]
+    if not missing or (complete and filters):
+        return _Found(items, [])  # a filtered list that ended without them: they do not pass
+    if not retrievable:
+        return _Found(items, missing if complete else [])
+    gone = []
+    for object_id, item in (await fetcher.retrieve(missing)).items():
+        if item is None:
+            gone.append(object_id)
+        elif matches(item, filters):
+            items[object_id] = item
+    return _Found(items, gone)
+
+
 async def list_owned(
     upstream: Upstream,
     call: Call,
     key_id: str,
+    collection: str,
     owners: Owners,
     send: Send,
+    *,
+    retrievable: bool,
+    charge: Charge,
     learn: Learn | None = None,
 ) -> Exchange:
     path, _, query_string = call.target.partition("?")
     query = parse_qsl(query_string, keep_blank_values=True)
-    options = dict(query)
-    if "before" in options:
-        raise RelayError(
-            400,
-            "'before' is not supported on this relay's filtered lists; page with 'after'.",
-            param="before",
-            code="invalid_value",
-        )
-    want = _limit(options.get("limit"))
-    kept = [(name, value) for name, value in query if name not in ("limit", "after")]
+    options = _options(query)
+    paging = PAGING.get(collection, DEFAULT_PAGING)
+    want = _limit(options.get("limit"), paging.default_limit)
+    descending = _descending(options.get("order"), paging)
+    filters = [(name, value) for name, value in query if name not in _NOT_FILTERS]
+    walk = [(name, value) for name, value in query if name not in ("limit", "after", "before")]
+    after, before = options.get("after"), options.get("before")
+    backward = before is not None and after is None  # the page just before `before`
+    start, stop = (before, after) if backward else (after, before)
     headers = [(name, value) for name, value in call.headers if name != b"accept-encoding"]
     exchange = Exchange()
-    owned: list[dict[str, Any]] = []
-    cursor = options.get("after")
-    while len(owned) <= want:
-        params = [*kept, ("limit", str(UPSTREAM_PAGE))] + ([("after", cursor)] if cursor else [])
-        page, answer = await _page(upstream, f"{path}?{urlencode(params)}", headers, exchange)
-        if page is None:
-            await _send(send, exchange, call.request_id, answer)
-            return exchange
-        items = [item for item in page["data"] if isinstance(item, dict)]
-        ids = [item["id"] for item in items if isinstance(item.get("id"), str)]
-        mine = await owners(ids)
-        for item in items:
-            if mine.get(item.get("id", "")) == key_id:
-                owned.append(item)
-                if learn is not None:
-                    learn(item)
-        if not page.get("has_more") or not ids:
-            break
-        cursor = ids[-1]
-    data = owned[:want]
+    fetcher = _Fetcher(upstream, path, headers, exchange, charge)
+    kept: list[dict[str, Any]] = []
+    has_more = False
+    position = start
+    try:
+        while True:
+            need = want - len(kept)
+            try:
+                ids = await owners.listed(
+                    key_id,
+                    collection,
+                    descending=descending != backward,
+                    count=need + 1,
+                    after=position,
+                    before=stop,
+                )
+            except LookupError:
+                raise _unknown_cursor(position) from None
+            page, rest = ids[:need], ids[need:]
+            if not page:
+                break
+            # The upstream walks in the list's order, from the key's id just before the page.
+            walk_from = (rest[0] if rest else None) if backward else position
+            found = await _objects(fetcher, page, walk_from, walk, filters, paging, retrievable)
+            await owners.forget(key_id, found.gone)
+            kept.extend(found.items[object_id] for object_id in page if object_id in found.items)
+            if len(kept) == want or not rest:
+                has_more = bool(rest) and len(kept) == want
+                break
+            position = page[-1]
+    except _Passed as passed:
+        exchange.status = passed.status
+        await _send(send, exchange, call.request_id, passed.body)
+        return exchange
+    if backward:
+        kept.reverse()
+    if learn is not None:
+        for item in kept:
+            learn(item)
     listing = {
         "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": len(owned) > want,
+        "data": kept,
+        "first_id": kept[0]["id"] if kept else None,
+        "last_id": kept[-1]["id"] if kept else None,
+        "has_more": has_more,
     }
     exchange.status = 200
     await _send(send, exchange, call.request_id, json.dumps(listing).encode())
     return exchange
 
 
-async def _page(
-    upstream: Upstream, target: str, headers: list[tuple[bytes, bytes]], exchange: Exchange
-) -> tuple[dict[str, Any] | None, bytes]:
-    """A parsed list page, or None and the upstream's answer to pass on as it came."""
-    try:
-        response = await upstream.pool.request("GET", target, headers, None)
-        try:
-            body = await response.read(upstream.read_timeout)
-        finally:
-            response.release()
-    except UpstreamError as exc:
-        raise bad_gateway(type(exc).__name__) from None
-    exchange.status = response.status
-    exchange.upstream_request_id = response.header(b"x-request-id")
-    if response.status != 200:
-        return None, body
-    try:
-        page = json.loads(body)
-    except ValueError:
-        page = None
-    if not isinstance(page, dict) or not isinstance(page.get("data"), list):
-        raise RelayError(
-            502, "The upstream answered a list in an unknown shape.", code="upstream_error"
-        )
-    return page, body
+def _unknown_cursor(cursor: str | None) -> RelayError:
+    return RelayError(404, f"No object found with id '{cursor}'.", type="invalid_request_error")
 
 
 async def _send(send: Send, exchange: Exchange, request_id: bytes, body: bytes) -> None:

@@ -4,7 +4,7 @@ An owned collection is a path where the API creates objects (`POST /files`, answ
 JSON) and addresses them by id (`/files/{file_id}...`). For each operation the relay then
 knows: where the owned id sits in its path (the first parameter; deeper ones, such as a
 vector store's file entries, are reached through their parent), whether it may create
-objects, and whether it lists a collection.
+objects, whether it lists a collection, and whether one object can be retrieved by id.
 """
 
 from __future__ import annotations
@@ -81,6 +81,14 @@ class OwnedOperations:
                 self._scopes[op] = scope
         self.collections = frozenset(collections)
         self.lists = frozenset(op for op, scope in self._scopes.items() if scope.lists)
+        self.retrievable = frozenset(
+            collection
+            for op in catalog.operations
+            if op.method == "GET"
+            and len(op.params) == 1
+            and (collection := op.path.split("{", 1)[0].rstrip("/")) in collections
+            and op.path == f"{collection}/{{{op.params[0]}}}"
+        )
 
     def get(self, operation: Operation) -> Scope | None:
         return self._scopes.get(operation)

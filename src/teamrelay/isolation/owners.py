@@ -7,6 +7,9 @@ CONFLICT DO NOTHING`: the first owner recorded stays the owner); `stop()` writes
 The same process sees its own records at once through the cache; another process sees them
 once written, and a lookup that misses waits `recheck_delay` once and asks again, to cover
 that gap. A crash loses the queued records: those objects then look pre-existing (admin only).
+
+A key's ids in a collection, in the order they were recorded, are what a confined key's list
+shows (`listed`); an id the upstream no longer knows is dropped (`forget`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -98,6 +101,61 @@ class Owners:
         for object_id, key_id in found.items():
             self._remember(object_id, key_id)
         return found
+
+    async def listed(
+        self,
+        key_id: str,
+        collection: str,
+        *,
+        descending: bool,
+        count: int,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> list[str]:
+        """Up to `count` of `key_id`'s ids in `collection`, oldest recorded first (or newest
+        first if `descending`), strictly after `after` and before `before` in that order.
+        Raises LookupError for a cursor that is not one of these ids. Records queued in this
+        process are written first, so an object just created is listed."""
+        await self._writer.flush()
+        order = tuple_(ObjectRow.created_at, ObjectRow.object_id)
+        query = select(ObjectRow.object_id).where(
+            ObjectRow.key_id == key_id, ObjectRow.collection == collection
+        )
+        async with self._engine.connect() as connection:
+            for cursor, later in ((after, True), (before, False)):
+                if cursor is None:
+                    continue
+                found = await connection.execute(
+                    select(ObjectRow.created_at, ObjectRow.object_id).where(
+                        ObjectRow.object_id == cursor,
+                        ObjectRow.key_id == key_id,
+                        ObjectRow.collection == collection,
+                    )
+                )
+                position = found.one_or_none()
+                if position is None:
+                    raise LookupError(cursor)
+                bound = tuple_(*position)
+                query = query.where(order < bound if later == descending else order > bound)
+            if descending:
+                query = query.order_by(ObjectRow.created_at.desc(), ObjectRow.object_id.desc())
+            else:
+                query = query.order_by(ObjectRow.created_at, ObjectRow.object_id)
+            rows = await connection.execute(query.limit(count))
+            return [object_id for (object_id,) in rows]
+
+    async def forget(self, key_id: str, object_ids: Iterable[str]) -> None:
+        """Drops the rows of objects the upstream answered 404 for (deleted, expired)."""
+        gone = list(object_ids)
+        if not gone:
+            return
+        await self._writer.flush()
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                delete(ObjectRow).where(ObjectRow.key_id == key_id, ObjectRow.object_id.in_(gone))
+            )
+        for object_id in gone:
+            self._cache.pop(object_id, None)
 
     async def start(self) -> None:
         await self._writer.start()

@@ -3,6 +3,7 @@
 The request path only appends; one task per writer sends each batch as one executemany. A
 database that is briefly unavailable is retried with backoff (and, at stop, for a few
 seconds); rows the database refuses as data are logged and dropped, never retried forever.
+A reader that must see what was just added (a list from the ownership table) awaits `flush`.
 """
 
 from __future__ import annotations
@@ -31,10 +32,27 @@ class BatchWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._added = 0
+        self._settled = 0  # rows written or refused
+        self._progress = asyncio.Event()
 
     def add(self, row: dict[str, Any]) -> None:
         self._queue.append(row)
+        self._added += 1
         self._wakeup.set()
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Waits until the rows added before the call are written or refused; gives up after
+        `timeout` seconds (the database is down: the reader's own query will say so)."""
+        target = self._added
+        if self._task is None:
+            await self._write()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._settled < target:
+                    self._progress.clear()
+                    await self._progress.wait()
 
     async def start(self) -> None:
         if self._task is None:
@@ -67,6 +85,7 @@ class BatchWriter:
             try:
                 async with self._engine.begin() as connection:
                     await connection.execute(self._statement, batch)
+                self._settle(len(batch))
             except TRANSIENT:
                 self._queue.extendleft(reversed(batch))
                 log.warning("%s: database unavailable, will retry %d rows", self._what, len(batch))
@@ -76,6 +95,11 @@ class BatchWriter:
                 backoff = min(backoff * 2, 5.0)
             except Exception:
                 log.exception("%s: database refused %d rows", self._what, len(batch))
+                self._settle(len(batch))
             except BaseException:
                 self._queue.extendleft(reversed(batch))
                 raise
+
+    def _settle(self, count: int) -> None:
+        self._settled += count
+        self._progress.set()

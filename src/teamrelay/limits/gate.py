@@ -122,6 +122,18 @@ class Limits:
                 raise
         return admitted
 
+    async def count_requests(self, key: KeyRecord, count: int) -> None:
+        """Upstream calls one request makes beyond its own (a filtered list's fetches) count
+        against the key's requests per minute; raises the 429 once they pass it."""
+        limits = self.of(key)
+        if limits.rpm is None:
+            return
+        try:
+            for _ in range(count):
+                await self.rates.admit(key.id, limits.rpm, None, 0)
+        except (StorageError, RedisError, OSError) as exc:
+            log.warning("rate limit storage unavailable, not limiting: %s", exc)
+
     async def _priced(
         self,
         operation: Operation,
