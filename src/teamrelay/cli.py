@@ -41,6 +41,14 @@ def serve(
     except (ConfigError, PolicyError) as exc:
         typer.echo(f"teamrelay: {exc}", err=True)
         raise typer.Exit(2) from None
+    if workers > 1 and settings.redis_url is None:
+        typer.echo(
+            f"teamrelay: --workers {workers} needs RELAY_REDIS_URL: without it each worker counts "
+            f"rate limits on its own, so a key would get {workers} times its limit "
+            "(run one worker, or set RELAY_REDIS_URL)",
+            err=True,
+        )
+        raise typer.Exit(2)
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="teamrelay-metrics-")
     uvicorn.run(
