@@ -455,4 +455,5 @@ def session_entry(session: RealtimeSession) -> LedgerEntry:
         reasoning_tokens=None,
         upstream_request_id=session.upstream_request_id,
         error_type=None,
+        audio=(session.input_audio_tokens, session.output_audio_tokens),
     )

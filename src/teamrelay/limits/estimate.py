@@ -29,6 +29,10 @@ NO_OUTPUT_OPERATIONS: Final = frozenset(
     {"createEmbedding", "createModeration", "Getinputtokencounts", "beta_Getinputtokencounts"}
 )
 OTHER_OUTPUT_TOKENS: Final = 1024
+# WebSocket sessions that run a model throughout (Realtime): their request names no model in a
+# body and their length is unknown, so a budget reserves nothing for them (a cap already
+# reached refuses them) and settles the usage of their responses when they end.
+MODEL_SESSIONS: Final = frozenset({"x-realtimeWebSocket", "x-realtimeTranslationsWebSocket"})
 _BYTES_PER_TOKEN: Final = 4
 
 

@@ -29,6 +29,7 @@ from teamrelay.limits.billed import (
 from teamrelay.limits.budget import Budgets, Reservation
 from teamrelay.limits.estimate import (
     DEFAULT_OUTPUT_TOKENS,
+    MODEL_SESSIONS,
     Actual,
     Estimate,
     Used,
@@ -113,7 +114,7 @@ class Limits:
                 )
             except (StorageError, RedisError, OSError) as exc:
                 log.warning("rate limit storage unavailable, not limiting: %s", exc)
-        if limits.caps and operation.runs_model:
+        if limits.caps and (operation.runs_model or operation.operation_id in MODEL_SESSIONS):
             try:
                 admitted.reservation = await self.budgets.reserve(key.id, limits.caps, guess)
             except RelayError:
