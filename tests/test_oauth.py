@@ -74,7 +74,7 @@ def test_metadata_documents_name_the_endpoints_and_the_resources(gate: OAuthRela
 def test_scripted_client_registers_signs_in_calls_refreshes_and_revokes(
     gate: OAuthRelay, agent: OAuthClient
 ) -> None:
-    params, verifier = agent.authorize_params(state="st-42", resource=gate.url + "/mcp")
+    params, verifier = agent.authorize_params(state="st-42", resource=gate.url)
     page = agent.sign_in_page(params)
     assert page.status_code == 200
     assert "Agent" in page.text
@@ -92,7 +92,7 @@ def test_scripted_client_registers_signs_in_calls_refreshes_and_revokes(
             "redirect_uri": CALLBACK,
             "client_id": agent.client_id,
             "code_verifier": verifier or "",
-            "resource": gate.url + "/mcp",
+            "resource": gate.url,
         },
     )
     assert exchanged.status_code == 200, exchanged.text
@@ -100,7 +100,7 @@ def test_scripted_client_registers_signs_in_calls_refreshes_and_revokes(
     tokens = exchanged.json()
     assert tokens["token_type"] == "Bearer"
     assert tokens["expires_in"] == 3600
-    assert tokens["resource"] == gate.url + "/mcp"
+    assert tokens["resource"] == gate.url
     assert set(tokens["scope"].split()) == {"api", "actions"}
     assert models(gate.url, tokens["access_token"]).status_code == 200
 

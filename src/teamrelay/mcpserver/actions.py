@@ -20,6 +20,7 @@ from mcp import types
 from starlette.types import ASGIApp
 
 from teamrelay.actions.schema import operations
+from teamrelay.oauth.tokens import AT_MCP
 
 # Not tools: ChatGPT-only chat files, and the public ping and info operations.
 SKIPPED = frozenset({"uploadChatFiles", "ping", "relayInfo"})
@@ -181,11 +182,15 @@ class ActionCaller:
             raise RuntimeError("ActionCaller.start was not awaited")
         path, query, body = tool.request(arguments)
         sent = {name: headers[name] for name in CREDENTIAL_HEADERS if name in headers}
-        response = await self._client.request(
-            tool.method,
-            base_url.rstrip("/") + path,
-            params=query,
-            json=body if tool.has_body else None,
-            headers=sent,
-        )
+        at_mcp = AT_MCP.set(True)  # an /mcp token is good for this call (RFC 8707)
+        try:
+            response = await self._client.request(
+                tool.method,
+                base_url.rstrip("/") + path,
+                params=query,
+                json=body if tool.has_body else None,
+                headers=sent,
+            )
+        finally:
+            AT_MCP.reset(at_mcp)
         return tool_result(response.status_code, response.content)

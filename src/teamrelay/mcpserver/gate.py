@@ -63,7 +63,7 @@ class BearerGate:
             if key is None and self.settings.oauth_enabled:
                 audience = await self.tokens.resource(secret)
                 if audience is not None and audience in resources(base):
-                    key = await self.tokens.lookup(secret)
+                    key = await self.tokens.lookup(secret, mcp=True)
                     client_id = "oauth"
         if key is None:
             error = "invalid_token" if secret else None

@@ -45,6 +45,7 @@ from teamrelay.oauth.server import (
 from teamrelay.oauth.store import (
     ACCESS_PREFIX,
     INVITE_PREFIX,
+    MCP_PATH,
     OAUTH_SCOPES,
     REFRESH_PREFIX,
     OAuthStore,
@@ -52,7 +53,6 @@ from teamrelay.oauth.store import (
 )
 from teamrelay.oauth.tokens import OAuthTokens
 
-MCP_PATH = "/mcp"
 AUTHORIZE_PATH = "/oauth/authorize"
 TOKEN_PATH = "/oauth/token"
 REVOKE_PATH = "/oauth/revoke"

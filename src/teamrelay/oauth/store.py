@@ -27,6 +27,8 @@ REFRESH_PREFIX = "trr_"
 CODE_PREFIX = "trc_"
 CLIENT_SECRET_PREFIX = "trs_"
 INVITE_PREFIX = "tri_"
+# The MCP endpoint: a resource (RFC 8707) of its own, narrower than the whole relay.
+MCP_PATH = "/mcp"
 # What a relay key can be asked for over OAuth: never `admin`.
 OAUTH_SCOPES = ("api", "actions")
 CONFIDENTIAL_METHODS = frozenset({"client_secret_post", "client_secret_basic"})

@@ -1,9 +1,13 @@
 """Access tokens as relay keys: which key a bearer token acts as, checked on every request.
 
 A token acts as the member's relay key, narrowed to the scopes granted at sign-in: the same key
-id and name in the ledger, the same budgets and isolation. A lookup result is cached for a
-couple of seconds like KeyStore's (the same revocation bound across processes); this process
-forgets a token the moment it revokes it.
+id and name in the ledger, the same budgets and isolation. It is bound to the resource it was
+issued for (RFC 8707, its audience): a token for the whole relay (the default, and what GPT
+Actions get) works on `/v1`, the Actions and `/mcp`; a token for `/mcp` (what MCP clients ask
+for) works on `/mcp` only, so a connector's token cannot be spent on the rest of the API.
+
+A lookup result is cached for a couple of seconds like KeyStore's (the same revocation bound
+across processes); this process forgets a token the moment it revokes it.
 
 This module is imported by the gateway's auth path, so it imports nothing from the app side.
 """
@@ -12,20 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from teamrelay.keys.secrets import digest
 from teamrelay.keys.store import KeyNotFound, KeyRecord, KeyStore
 from teamrelay.limits import Clock
-from teamrelay.oauth.store import ACCESS_PREFIX, OAuthStore, scope_list
-
-if TYPE_CHECKING:
-    pass
+from teamrelay.oauth.store import ACCESS_PREFIX, MCP_PATH, OAuthStore, scope_list
 
 CACHE_TTL = 2.0
+# True while an `/mcp` request is served: its tools call the Actions wrappers in-process with
+# the caller's credential, which `/mcp`'s gate has already accepted for `/mcp`.
+AT_MCP: ContextVar[bool] = ContextVar("oauth_at_mcp", default=False)
 _MAX_ENTRIES = 50_000
 
 
@@ -48,10 +52,12 @@ class OAuthTokens:
         self._cache: dict[str, tuple[float, _Found | None]] = {}
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
 
-    async def lookup(self, token: str) -> KeyRecord | None:
-        """The key `token` acts as; None if unknown, expired, revoked, or its key is unusable."""
+    async def lookup(self, token: str, *, mcp: bool = False) -> KeyRecord | None:
+        """The key `token` acts as at `/mcp` (`mcp`) or anywhere else; None if unknown,
+        expired, revoked, issued for `/mcp` only when used elsewhere, or its key is unusable."""
         found = await self.find(token)
-        if found is None:
+        at_mcp = mcp or AT_MCP.get()
+        if found is None or (not at_mcp and found.resource.endswith(MCP_PATH)):
             return None
         key = await self._key(found.key_id)
         if key is None or not key.usable(self.clock()):
