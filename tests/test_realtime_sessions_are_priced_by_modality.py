@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from dbfixtures import ledger_rows
 from fakeupstream import FakeUpstream
@@ -88,3 +90,23 @@ def test_text_and_audio_tokens_of_a_session_take_their_own_rates(
     [row] = [r for r in asyncio.run(ledger_rows(url)) if r["operation"] == "x-realtimeWebSocket"]
     assert row["cost_usd"] == pytest.approx(billed)
     assert asyncio.run(_spent(url)) == pytest.approx(billed)
+
+
+def test_a_session_that_spent_the_cap_leaves_the_next_one_refused(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/team.db"
+    secrets = asyncio.run(create_keys_async(url, bob={"daily_usd": 0.001}))
+    with relay_in_thread(upstream.base_url, RELAY_DATABASE_URL=url) as relay:
+        ws_url = relay.base_url.replace("http://", "ws://", 1) + "/realtime?model=gpt-realtime"
+        spent = sum(_billed(usage) for usage in asyncio.run(_session(ws_url, secrets["bob"])))
+        assert spent > 0.001
+        deadline = time.monotonic() + 5
+        while asyncio.run(_spent(url)) < spent * 0.999:  # settled behind the session's end
+            assert time.monotonic() < deadline, "the session's spend never reached the budget"
+            time.sleep(0.05)
+        upstream.clear_log()
+        with pytest.raises(InvalidStatus) as refused:
+            asyncio.run(_session(ws_url, secrets["bob"]))
+    assert refused.value.response.status_code == 429
+    assert upstream.requests_to("/v1/realtime") == []
