@@ -60,8 +60,16 @@ _READ = frozenset(
         b"transfer-encoding",
         b"x-request-id",
         b"location",
+        b"keep-alive",
     }
 )
+# An answer's head past these is refused (502), as nginx's and aiohttp's limits do: the head is
+# buffered whole, so without them one header could cost the process its memory.
+HEAD_LIMIT = 64 * 1024
+_LINE_LIMIT = 8 * 1024
+_HEADER_COUNT_LIMIT = 256
+_NO_BODY = frozenset({204, 304})
+_KEEPALIVE_TIMEOUT = re.compile(rb"timeout\s*=\s*(\d+)", re.IGNORECASE)
 
 
 class UpstreamError(Exception):
@@ -113,6 +121,12 @@ class ConnectionBroke(UpstreamError):
     """The connection ended, or sent something unparsable, before the answer was complete."""
 
     reason = "the connection broke"
+
+
+class InvalidAnswer(UpstreamError):
+    """The upstream's answer broke a limit or HTTP's rules (head size, status code)."""
+
+    reason = "the upstream's answer was invalid"
 
 
 class ClientLeft(UpstreamError):
@@ -228,6 +242,13 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self.reusable = True
         self.idle_since = 0.0
+        # How long this connection may sit idle: shorter when the upstream says so.
+        self.keepalive = _KEEPALIVE_SECONDS
+        # The head's raw bytes (for a line that never ends) and its headers' sizes.
+        self._head_bytes = 0
+        self._header_bytes = 0
+        self._header_count = 0
+        self._invalid: str | None = None
 
     # asyncio.Protocol
 
@@ -235,11 +256,33 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport
 
     def data_received(self, data: bytes) -> None:
+        response = self.response
+        if response is None or response.complete:
+            # Bytes nobody asked for (a stray answer on an idle connection, more than the
+            # answer's framing): whatever they are, they must not become the next answer.
+            self.drop()
+            return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._invalid = "an upgrade (101) the relay did not ask for"
+            self._refuse()
         except httptools.HttpParserError as exc:
-            self._broke(ConnectionBroke(f"unparsable answer: {exc}"))
-            self.drop()
+            if self._invalid is None:
+                self._broke(ConnectionBroke(f"unparsable answer: {exc}"))
+                self.drop()
+            else:
+                self._refuse()
+        else:
+            if not response.status:
+                self._head_bytes += len(data)
+                if self._head_bytes > HEAD_LIMIT:
+                    self._invalid = f"an answer head over {HEAD_LIMIT} bytes"
+                    self._refuse()
+
+    def _refuse(self) -> None:
+        self._broke(InvalidAnswer(f"the upstream sent {self._invalid}"))
+        self.drop()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
@@ -269,10 +312,26 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        response = self.response
+        if response is None or response.complete:
+            # A second answer in the same read as the first: the connection is out of step.
+            self._invalid = "more than one answer to one request"
+            raise InvalidAnswer(self._invalid)
+
     def on_header(self, name: bytes, value: bytes) -> None:
         response = self.response
-        if response is None:
-            return
+        if response is None or response.status:
+            return  # trailers, after the head: dropped (the head has gone to the client)
+        size = len(name) + len(value)
+        self._header_count += 1
+        self._header_bytes += size
+        if size > _LINE_LIMIT or self._header_count > _HEADER_COUNT_LIMIT:
+            self._invalid = f"a header line over {_LINE_LIMIT} bytes or too many headers"
+            raise InvalidAnswer(self._invalid)
+        if self._header_bytes > HEAD_LIMIT:
+            self._invalid = f"an answer head over {HEAD_LIMIT} bytes"
+            raise InvalidAnswer(self._invalid)
         key = name.lower()
         if key in _READ:
             response._read.setdefault(key, value)
@@ -284,16 +343,28 @@ class _Connection(asyncio.Protocol):
         if response is None:
             return
         status = self._parser.get_status_code()
+        if not 100 <= status <= 599 or status == 101:
+            self._invalid = f"the status code {status}"
+            raise InvalidAnswer(self._invalid)
         if status < 200:
             response.headers = []  # an interim answer (100 Continue): the real one follows
             response._read = {}
             return
         response.status = status
-        length = response._read.get(b"content-length")
-        if length is not None and length.isdigit():
-            response.content_length = int(length)
+        if status in _NO_BODY:
+            # No body whatever its Content-Length says (llhttp reads none either), and no
+            # length the ASGI server would hold the empty body against.
+            response.headers = [h for h in response.headers if h[0].lower() != b"content-length"]
+            response.content_length = 0
+        else:
+            length = response._read.get(b"content-length")
+            if length is not None and length.isdigit():
+                response.content_length = int(length)
         if not self._parser.should_keep_alive():
             self.reusable = False
+        keepalive = response._read.get(b"keep-alive")
+        if keepalive is not None:
+            self._keep_alive_for(keepalive)
         head = self.head
         if head is not None and not head.done():
             head.set_result(response)
@@ -344,9 +415,17 @@ class _Connection(asyncio.Protocol):
         if chunked and self.transport is not None:
             self.transport.write(b"0\r\n\r\n")
 
+    def _keep_alive_for(self, value: bytes) -> None:
+        """`Keep-Alive: timeout=N`: the upstream closes after N idle seconds, so the pool stops
+        reusing the connection half a second before, rather than race that close."""
+        found = _KEEPALIVE_TIMEOUT.search(value)
+        if found is not None:
+            self.keepalive = min(self.keepalive, int(found.group(1)) - 0.5)
+
     def start(self) -> asyncio.Future[Response]:
         """A new exchange: the future is done when the answer's head is in."""
         self.response = Response(self)
+        self._head_bytes = self._header_bytes = self._header_count = 0
         head = self.head = asyncio.get_running_loop().create_future()
         return head
 
@@ -589,7 +668,7 @@ class ConnectionPool:
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
-            fresh = now - connection.idle_since < _KEEPALIVE_SECONDS
+            fresh = now - connection.idle_since < connection.keepalive
             if connection.transport is not None and fresh:
                 return connection, True
             connection.drop()
