@@ -60,6 +60,24 @@ def test_images_speech_and_transcription_spend_the_dollar_cap_until_it_refuses(
     assert costs["/v1/images/generations"] == pytest.approx([0.04, 0.016])  # refusals cost $0
     assert costs["/v1/audio/speech"] == pytest.approx([0.015])
     assert costs["/v1/audio/transcriptions"] == pytest.approx([AUDIO_COST], rel=0.01)
+    usage = _usage_by_operation(url)  # what the operator sees: every call that passed, costed
+    assert usage["createImage"]["requests"] == 4  # two passed, two refused
+    assert usage["createImage"]["cost_usd"] == pytest.approx(0.056)
+    assert usage["createSpeech"]["cost_usd"] == pytest.approx(0.015)
+    assert usage["createTranscription"]["cost_usd"] == pytest.approx(AUDIO_COST, rel=0.01)
+    total = usage["(total)"]["cost_usd"]
+    assert total == pytest.approx(0.056 + 0.015 + AUDIO_COST, rel=0.001)
+
+
+def _usage_by_operation(url: str) -> dict[str, dict[str, float]]:
+    """`teamrelay usage --json --by operation`, its groups by operation and its total."""
+    shown = CliRunner().invoke(
+        app, ["usage", "--json", "--by", "operation"], env={"RELAY_DATABASE_URL": url}
+    )
+    assert shown.exit_code == 0, shown.output
+    document = json.loads(shown.output)
+    groups = {group["operation"]: group for group in document["groups"]}
+    return groups | {"(total)": document["total"]}
 
 
 AUDIO_COST = len(AUDIO) / AUDIO_BYTES_PER_SECOND / 60 * 0.006
@@ -153,12 +171,16 @@ def test_teamrelay_prices_lists_the_ledgers_models_without_a_price(tmp_path: Pat
     assert "whisper-1" in shown.output
     assert "2026-12-03" in shown.output
     assert "team-tuned-7" in shown.output.split("without a price")[1]
+    assert "$10/1k calls" in shown.output  # built-in tools, with their checked date
+    assert "2026-12-04" in shown.output
     result = runner.invoke(app, ["prices", "--json"], env=env)
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     assert document["unpriced"] == [{"model": "team-tuned-7", "requests": 2}]
     assert document["models"]["dall-e-3"]["per_image"]["hd/1024x1792"] == 0.12
     assert document["models"]["tts-1"]["source"].startswith("https://platform.openai.com/")
+    assert document["tools"]["code_interpreter"]["per_container"]["4g"] == 0.12
+    assert document["tools"]["web_search"]["checked"] == "2026-12-04"
 
 
 @pytest.mark.parametrize(
