@@ -89,3 +89,23 @@ def test_tool_calls_spend_the_dollar_cap_and_the_ledger_holds_their_cost(
         ],
         key=str,
     )
+
+
+async def test_a_response_over_the_websocket_pays_for_its_tool_calls(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/team.db"
+    secrets = await create_keys_async(url, carol={"daily_usd": 1})
+    tools = [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": []}]
+    with relay_in_thread(upstream.base_url, RELAY_DATABASE_URL=url) as relay:
+        async with (
+            openai.AsyncOpenAI(base_url=relay.base_url, api_key=secrets["carol"]) as sdk,
+            sdk.responses.connect() as connection,
+        ):
+            await connection.response.create(model=MODEL, input="news?", tools=tools)  # type: ignore[arg-type]
+            async for event in connection:
+                if event.type == "response.completed":
+                    break
+    [row] = [row for row in await ledger_rows(url) if row["method"] == "WS"]
+    assert json.loads(row["tool_calls"]) == {"file_search": 1, "web_search": 1}
+    assert 0.0125 < row["cost_usd"] < 0.0125 + TOKENS_AT_MOST

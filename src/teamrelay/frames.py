@@ -23,7 +23,7 @@ from teamrelay.errors import RelayError
 from teamrelay.keys.store import KeyRecord
 from teamrelay.ledger.recorder import LedgerEntry
 from teamrelay.limits.gate import Admitted
-from teamrelay.tap.usage import usage_from
+from teamrelay.tap.usage import tool_calls_in, usage_from
 
 if TYPE_CHECKING:
     from teamrelay.gateway import Relay
@@ -149,6 +149,7 @@ class ResponseFrames:
             upstream_request_id=self.upstream_id,
             error_type=None if status < 400 else f"upstream_{status}",
             usage_unknown=usage is None and status < 400 and not aborted,
+            tools=tool_calls_in(found),
         )
         self.relay.settle(entry, pending.admitted)
 

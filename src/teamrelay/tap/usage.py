@@ -248,3 +248,12 @@ class ToolTally:
 
 def tool_calls_of(tally: ToolTally | None) -> tuple[ToolCall, ...]:
     return tally.calls() if tally is not None else ()
+
+
+def tool_calls_in(response: object) -> tuple[ToolCall, ...]:
+    """The tool calls of one whole Response object (a WebSocket's `response.completed`)."""
+    if not isinstance(response, dict):
+        return ()
+    tally = ToolTally()
+    tally.absorb(response, response)
+    return tally.calls()
