@@ -11,6 +11,7 @@ from typing import Any
 
 import openai
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from dbfixtures import ledger_rows
@@ -18,6 +19,8 @@ from fakeupstream import FakeUpstream
 from servers import relay_in_thread
 from teamkeys import create_keys_async
 from teamrelay.cli import app
+from teamrelay.ledger.db import create_engine
+from teamrelay.ledger.models import BudgetRow
 
 MODEL = "gpt-4.1-nano"
 TOKENS_AT_MOST = 0.0001  # what the few tokens of each call cost, at gpt-4.1-nano's rates
@@ -63,19 +66,20 @@ def test_tool_calls_spend_the_dollar_cap_and_the_ledger_holds_their_cost(
             tools=[{"type": "image_generation", "quality": "low", "size": "1024x1024"}],
         )  # $0.011
         assert drawn.output[0].type == "image_generation_call"
-        # $0.0785 spent: the next reservation (its tokens) fits, its container passes the cap.
-        sdk.responses.create(model=MODEL, input="again", tools=[container])  # $0.03
+        # $0.0785 spent: a container ($0.03) would pass the cap, a web search ($0.01) not.
         with pytest.raises(openai.RateLimitError) as refused:
             sdk.responses.create(model=MODEL, input="once more", tools=[container])
+        sdk.responses.create(model=MODEL, input="news again?", tools=[{"type": "web_search"}])
     assert refused.value.code == "insufficient_quota"
     assert sum(record.path == "/v1/responses" for record in upstream.log) == 5
     usage = _usage(url)
-    tools = 0.01 + 0.03 + 0.0025 + 0.011 + 0.03
+    tools = 0.01 + 0.03 + 0.0025 + 0.011 + 0.01
     responses = usage["createResponse"]
     assert responses["requests"] == 6
     assert tools < responses["cost_usd"] < tools + 5 * TOKENS_AT_MOST
     chat = usage["createChatCompletion"]["cost_usd"]
     assert 0.025 < chat < 0.025 + TOKENS_AT_MOST
+    assert asyncio.run(_spent(url)) == pytest.approx(responses["cost_usd"] + chat)
     rows = asyncio.run(ledger_rows(url))
     counted = [json.loads(row["tool_calls"]) for row in rows if row["tool_calls"]]
     assert sorted(counted, key=str) == sorted(
@@ -85,10 +89,19 @@ def test_tool_calls_spend_the_dollar_cap_and_the_ledger_holds_their_cost(
             {"file_search": 1},
             {"chat_search": 1},
             {"image_generation": 1},
-            {"code_interpreter": 1},
+            {"web_search": 1},
         ],
         key=str,
     )
+
+
+async def _spent(url: str) -> float:
+    """What the key's budget rows hold as spent (settled behind each request)."""
+    engine = create_engine(url)
+    async with engine.connect() as connection:
+        spent = (await connection.execute(select(BudgetRow.spent))).scalars().all()
+    await engine.dispose()
+    return sum(spent)
 
 
 async def test_a_response_over_the_websocket_pays_for_its_tool_calls(

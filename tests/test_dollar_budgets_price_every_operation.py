@@ -26,6 +26,7 @@ from teamrelay.ledger.models import LedgerRow
 from teamrelay.ledger.prices import load_prices
 from teamrelay.limits.billed import AUDIO_BYTES_PER_SECOND, priced
 from teamrelay.limits.estimate import Estimate, actual_of, estimate
+from teamrelay.tap.usage import ToolCall
 
 AUDIO = b"ID3" + bytes(240_000 - 3)  # 30 s at the reservation's 8,000 bytes a second
 
@@ -266,3 +267,39 @@ def test_a_key_without_a_cap_has_its_images_and_speech_costed_in_the_ledger(
     costs = asyncio.run(_costs(url))
     assert costs["/v1/images/generations"] == pytest.approx([0.16])
     assert costs["/v1/audio/speech"] == pytest.approx([0.015])
+
+
+def test_a_request_reserves_one_call_of_each_built_in_tool_it_offers() -> None:
+    operation, prices = load_catalog().by_id["createResponse"], load_prices()
+    tools = [
+        {"type": "web_search_preview"},
+        {"type": "file_search", "vector_store_ids": ["vs_1"]},
+        {"type": "code_interpreter", "container": {"type": "auto", "memory_limit": "4g"}},
+        {"type": "image_generation", "quality": "low", "size": "1024x1024"},
+        {"type": "function", "name": "lookup"},
+    ]
+    data = json.dumps({"model": "gpt-4.1", "input": "hi", "tools": tools}).encode()
+    bare = estimate(operation, data, prices)
+    guess = priced(operation, data, bare, prices)
+    assert guess.tools_usd == pytest.approx(0.025 + 0.0025 + 0.12 + 0.011)
+    assert guess.usd == pytest.approx(bare.usd + guess.tools_usd)
+    chat = load_catalog().by_id["createChatCompletion"]
+    search = b'{"model":"gpt-4o-search-preview","messages":[]}'
+    assert priced(chat, search, estimate(chat, search, prices), prices).tools_usd == 0.025
+    plain = b'{"model":"gpt-4o","messages":[]}'
+    assert priced(chat, plain, estimate(chat, plain, prices), prices).tools_usd == 0.0
+
+
+def test_settlement_takes_the_tool_calls_the_answer_showed_not_the_reserved_ones() -> None:
+    prices = load_prices()
+    guess = Estimate(10, 200, usd=0.05, model="gpt-4.1", tools_usd=0.04)
+    used = _Used(10, 20)
+    tokens = (10 * 2.0 + 20 * 8.0) / 1e6
+    assert actual_of(used, guess, prices).usd == pytest.approx(tokens)  # offered, not used
+    used.tools = (ToolCall("web_search"), ToolCall("web_search"))
+    assert actual_of(used, guess, prices).usd == pytest.approx(tokens + 0.02)
+    cut = _Used(None, None)
+    cut.aborted = True
+    assert actual_of(cut, guess, prices).usd == pytest.approx(0.05)  # nothing seen: reserved
+    cut.tools = (ToolCall("file_search"),)
+    assert actual_of(cut, guess, prices).usd == pytest.approx(0.01 + 0.0025)

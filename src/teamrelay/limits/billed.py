@@ -2,8 +2,9 @@
 
 Tokens are guessed in `estimate`; this adds what OpenAI bills by the request's shape: images
 by model, count, size and quality; speech by the characters of its input; transcription and
-translation by the audio's minutes, guessed from the upload's size. It also reads a form's
-model (the fields before the file part), so an unpriced model is caught before upstream.
+translation by the audio's minutes, guessed from the upload's size; and one call of each
+built-in tool a request offers. It also reads a form's model (the fields before the file
+part), so an unpriced model is caught before upstream.
 
 Only keys with a dollar cap come here, so the JSON parse and the form peek cost nothing to
 other keys.
@@ -22,6 +23,7 @@ from teamrelay.errors import RelayError
 from teamrelay.ledger.prices import Prices
 from teamrelay.limits.estimate import Estimate
 from teamrelay.multipart import PEEK_LIMIT
+from teamrelay.tap.usage import CHAT_SEARCH, ToolCall
 
 _NAME: Final = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
 IMAGE_OPERATIONS: Final = frozenset({"createImage", "createImageEdit", "createImageVariation"})
@@ -32,6 +34,7 @@ AUDIO_OPERATIONS: Final = frozenset({"createTranscription", "createTranslation"}
 DEFAULT_IMAGE_MODEL: Final = "dall-e-2"
 GPT_IMAGE_MODEL: Final = "gpt-image-1"
 _SHAPED: Final = IMAGE_OPERATIONS | SPEECH_OPERATIONS | AUDIO_OPERATIONS
+RESPONSE_OPERATIONS: Final = frozenset({"createResponse", "beta_createResponse"})
 # Their JSON bodies are small (a prompt, a text to speak): the ledger keeps them to price a row.
 SHAPED_JSON_OPERATIONS: Final = frozenset({"createImage", "createImageEdit", "createSpeech"})
 _TIER: Final = re.compile(rb'"service_tier"\s*:\s*"(flex|priority|default|auto|scale)"')
@@ -112,16 +115,55 @@ def priced(
         model = _text(form.get("model", b"").decode("utf-8", "replace")) if form else None
         found = _TIER.search(body) if isinstance(body, bytes) else None
         tier = found.group(1).decode() if found else None
-        if model is None and tier is None:
+        tools = prices.tool_cost(offered_tools(operation_id, body, model or guess.model))
+        if model is None and tier is None and not tools:
             return guess
         model = model or guess.model
         usd = prices.cost(model, guess.input_tokens, guess.output_tokens, 0, tier) or 0.0
-        return guess._replace(model=model, usd=usd, tier=tier)
+        return guess._replace(model=model, usd=usd + tools, tier=tier, tools_usd=tools)
     fields = _fields(body, form)
     model, dollars = _shape(
         operation_id, fields, _text(fields.get("model")) or guess.model, length, prices
     )
     return guess._replace(model=model, usd=dollars or 0.0, billed=dollars)
+
+
+def offered_tools(
+    operation_id: str, body: bytes | RequestBody | None, model: str | None
+) -> list[ToolCall]:
+    """One call of each built-in tool a Responses request offers (the least it bills if the
+    model uses it), or the one search of a Chat Completions search model: reserved, then
+    settled to the calls the answer shows."""
+    if operation_id == "createChatCompletion":
+        return [ToolCall(CHAT_SEARCH, model)] if model and "search" in model else []
+    if operation_id not in RESPONSE_OPERATIONS or not isinstance(body, bytes):
+        return []
+    if b'"tools"' not in body:
+        return []
+    calls = []
+    for tool in _fields(body, None).get("tools") or ():
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if not isinstance(kind, str):
+            continue
+        if kind.startswith("web_search_preview"):
+            calls.append(ToolCall("web_search_preview"))  # the dearer, non-reasoning rate
+        elif kind in ("web_search", "file_search"):
+            calls.append(ToolCall(kind))
+        elif kind == "code_interpreter":
+            container = tool.get("container")
+            limit = container.get("memory_limit") if isinstance(container, dict) else None
+            calls.append(ToolCall(kind, limit if isinstance(limit, str) else None))
+        elif kind == "image_generation":
+            model_name = tool.get("model")
+            calls.append(
+                ToolCall(
+                    kind,
+                    model_name if isinstance(model_name, str) else None,
+                    _text(tool.get("quality")),
+                    _text(tool.get("size")),
+                )
+            )
+    return calls
 
 
 def shape_cost(operation_id: str | None, body: bytes, prices: Prices) -> float | None:

@@ -47,6 +47,8 @@ class Estimate(NamedTuple):
     # settle the reservation when the answer reports no tokens; `tier` its `service_tier`.
     billed: float | None = None
     tier: str | None = None
+    # Dollars of `usd` reserved for the built-in tools the request offers (a call each).
+    tools_usd: float = 0.0
 
     @property
     def tokens(self) -> int:
@@ -144,5 +146,6 @@ def _tokens_used(used: Used, guess: Estimate, prices: Prices, *, priced: bool) -
     if guess.billed is not None and used.status < 400:
         return Actual(0, guess.billed)
     if (used.aborted or used.usage_unknown) and used.status < 400:
-        return Actual(guess.tokens, guess.usd)
+        # The tool calls the answer showed replace the ones reserved.
+        return Actual(guess.tokens, guess.usd - guess.tools_usd if used.tools else guess.usd)
     return Actual(0, 0.0)
