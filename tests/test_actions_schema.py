@@ -5,21 +5,27 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 import yaml
+from jsonschema import Draft202012Validator, ValidationError
 from openapi_spec_validator import validate
 
 from fakeupstream import FakeUpstream
 from servers import RELAY_KEY, RunningRelay, relay_in_thread
 from teamrelay.actions import limits
 from teamrelay.actions.schema import operations, problems
+from teamrelay.check.actions_schema import schema_problems
 
 AUTH = {"Authorization": f"Bearer {RELAY_KEY}"}
-DELETES_OR_SPENDS = re.compile(r"^(ask|embed|generate|create|delete|cancel|upload|add|call)")
+# What changes or removes something that lasts; ChatGPT asks before each such call.
+CHANGES = re.compile(r"^(create|delete|cancel|upload|add|call)")
+ONLY_SPEND = ("askModel", "embedText", "generateImage", "searchVectorStore")
+PLACEHOLDER_PATH = re.compile(r"/v1/\S*\{")
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +68,71 @@ def test_schema_keeps_every_actions_limit(schema: dict[str, Any]) -> None:
             assert set(answer.get("content", {})) <= {"application/json"}
 
 
-def test_consequential_marks_deletes_and_spending(schema: dict[str, Any]) -> None:
+def test_consequential_marks_what_changes_or_removes_not_what_only_spends(
+    schema: dict[str, Any],
+) -> None:
+    flags = {}
     for _, method, operation in operations(schema):
-        flag = operation["x-openai-isConsequential"]
+        name, flag = operation["operationId"], operation["x-openai-isConsequential"]
+        flags[name] = flag
         if method == "get":
-            assert flag is False, operation["operationId"]
+            assert flag is False, name
         else:
-            assert flag is bool(DELETES_OR_SPENDS.match(operation["operationId"]))
+            assert flag is bool(CHANGES.match(name)), name
+    assert [flags[name] for name in ONLY_SPEND] == [False] * len(ONLY_SPEND)
+    removes = [name for name in flags if name.startswith(("delete", "cancel"))]
+    assert len(removes) >= 4
+    assert all(flags[name] for name in removes)
+    assert schema_problems(schema) == []  # what `teamrelay check` holds a served schema to
+
+
+def _examples(schema: dict[str, Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Every example with the schema it stands for: bodies, parameters, body fields."""
+    for _, _, operation in operations(schema):
+        for parameter in operation.get("parameters", []):
+            if "example" in parameter:
+                yield parameter["example"], parameter["schema"]
+        media = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+        if "example" in media:
+            yield media["example"], media["schema"]
+        for field in media.get("schema", {}).get("properties", {}).values():
+            for example in field.get("examples", []):
+                yield example, field
+
+
+def _as_sent(described: dict[str, Any]) -> dict[str, Any]:
+    """ChatGPT wants `openaiFileIdRefs` declared as strings and sends objects in it."""
+    refs = described.get("properties", {}).get("openaiFileIdRefs")
+    if refs is None:
+        return described
+    properties = {**described["properties"], "openaiFileIdRefs": {**refs, "items": {}}}
+    return {**described, "properties": properties}
+
+
+def test_every_example_is_valid_for_its_own_schema(schema: dict[str, Any]) -> None:
+    checked = 0
+    for example, described in _examples(schema):
+        Draft202012Validator(_as_sent(described)).validate(example)
+        checked += 1
+    assert checked >= 25
+    batch = schema["paths"]["/actions/batches"]["post"]["requestBody"]["content"]
+    batch_schema = batch["application/json"]["schema"]
+    with pytest.raises(ValidationError):  # endpoint alone is not a batch
+        Draft202012Validator(batch_schema).validate({"endpoint": "/v1/responses"})
+
+
+def test_no_example_or_description_shows_a_path_with_placeholders(schema: dict[str, Any]) -> None:
+    """A model copies `GET /v1/models/{model}` as it reads; the envelope refuses `{`."""
+    for path, method, operation in operations(schema):
+        texts = [
+            operation["description"],
+            *(repr(e) for e, _ in _examples({"paths": {path: {method: operation}}})),
+        ]
+        for text in texts:
+            assert not PLACEHOLDER_PATH.search(text), (operation["operationId"], text)
+    proxy = schema["paths"]["/actions/proxy"]["post"]["requestBody"]["content"]
+    path_field = proxy["application/json"]["schema"]["properties"]["path"]
+    assert path_field["examples"]
 
 
 def test_servers_come_from_the_request_or_public_url(

@@ -71,15 +71,31 @@ class Simulator:
             for child in value:
                 self.learn(child)
 
-    def example(self, operation: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    def example(
+        self, operation: dict[str, Any], required_only: bool = False
+    ) -> tuple[dict[str, Any], Any]:
+        """The schema's examples; `required_only` keeps just what the schema requires (for a
+        body with alternatives, the first way its `anyOf` names)."""
         params = {
-            p["name"]: p["example"] for p in operation.get("parameters", []) if "example" in p
+            p["name"]: p["example"]
+            for p in operation.get("parameters", [])
+            if "example" in p and (p.get("required") or not required_only)
         }
-        body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
-        return params, body.get("example")
+        media = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+        body = media.get("example")
+        if required_only and isinstance(body, dict):
+            schema = media["schema"]
+            needed = set(schema.get("required", []))
+            for alternative in schema.get("anyOf", [])[:1] + schema.get("oneOf", [])[:1]:
+                needed |= set(alternative.get("required", []))
+            assert needed <= set(body), (operation["operationId"], needed - set(body))
+            body = {key: value for key, value in body.items() if key in needed}
+        return params, body
 
-    def call(self, path: str, method: str, operation: dict[str, Any]) -> httpx2.Response:
-        params, body = self.example(operation)
+    def call(
+        self, path: str, method: str, operation: dict[str, Any], required_only: bool = False
+    ) -> httpx2.Response:
+        params, body = self.example(operation, required_only)
         params, body = self.fill(params), self.fill(body)
         for name in re.findall(r"\{(\w+)\}", path):
             path = path.replace("{" + name + "}", str(params.pop(name)))
@@ -104,10 +120,9 @@ def _last(operation: dict[str, Any]) -> bool:
     return bool(re.match(r"(delete|cancel)", operation["operationId"]))
 
 
+@pytest.mark.parametrize("required_only", [False, True], ids=["examples", "required fields"])
 def test_custom_gpt_can_call_every_operation_from_the_schema_alone(
-    gpt_relay: RunningRelay,
-    upstream: FakeUpstream,
-    links: LinkServer,
+    gpt_relay: RunningRelay, upstream: FakeUpstream, links: LinkServer, required_only: bool
 ) -> None:
     gpt = Simulator(gpt_relay, links)
     pending = sorted(operations(gpt.schema), key=lambda item: _last(item[2]))
@@ -123,7 +138,7 @@ def test_custom_gpt_can_call_every_operation_from_the_schema_alone(
         path, method, operation = ready[0]
         pending.remove(ready[0])
         started = time.monotonic()
-        answer = gpt.call(path, method, operation)
+        answer = gpt.call(path, method, operation, required_only)
         took = time.monotonic() - started
         name = operation["operationId"]
         assert took < BUDGET + 1, name

@@ -128,26 +128,37 @@ class FileRefBody(BaseModel):
 
 class BatchRequest(BaseModel):
     custom_id: str = Field(max_length=64, description="Your id for this line.")
-    body: dict[str, Any] = Field(description="The request body, as for the endpoint.")
+    body: dict[str, Any] = Field(
+        description="The request body for the endpoint, model included (for /v1/responses: "
+        'model and input, e.g. {"model": "gpt-5-mini", "input": "Say hi"}).'
+    )
 
 
 class BatchBody(BaseModel):
-    model_config = _example(
-        {
-            "endpoint": "/v1/responses",
-            "requests": [
-                {"custom_id": "q1", "body": {"model": "gpt-5-mini", "input": "Say hi"}},
-            ],
+    # endpoint, and one of requests and input_file_id: the schema says so, not only the 400.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "endpoint": "/v1/responses",
+                "requests": [
+                    {"custom_id": "q1", "body": {"model": "gpt-5-mini", "input": "Say hi"}},
+                ],
+            },
+            "anyOf": [{"required": ["requests"]}, {"required": ["input_file_id"]}],
         }
     )
     endpoint: Literal[
         "/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/moderations"
     ] = Field(description="Which API every request in the batch calls.")
     requests: list[BatchRequest] | None = Field(
-        None, max_length=500, description="The requests; the relay writes the .jsonl file."
+        None,
+        max_length=500,
+        description="The requests (give these or input_file_id); the relay writes the .jsonl.",
     )
     input_file_id: str | None = Field(
-        None, pattern=_IDS, description="Or: an uploaded .jsonl file (purpose batch)."
+        None,
+        pattern=_IDS,
+        description="Instead of requests: an uploaded .jsonl file (purpose batch).",
     )
     metadata: dict[str, str] | None = Field(None, description="Up to 16 labels.")
 
@@ -163,7 +174,9 @@ class ProxyBody(BaseModel):
     path: str = Field(
         min_length=1,
         max_length=512,
-        description="An OpenAI API path starting with /v1/, without query or host.",
+        description="An OpenAI API path starting with /v1/, ids filled in (no {placeholders}), "
+        "without query or host; query parameters go in query.",
+        examples=["/v1/models/gpt-5-mini"],
     )
     query: dict[str, Any] | None = Field(None, description="Query parameters.")
     body: dict[str, Any] | None = Field(None, description="JSON body (no streaming).")

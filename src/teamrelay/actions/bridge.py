@@ -73,6 +73,8 @@ def ok_response(description: str, schema: dict[str, Any]) -> dict[int | str, dic
 
 
 def route_extra(consequential: bool, *wraps: str) -> dict[str, Any]:
+    """`consequential`: the call changes or removes something that lasts (ChatGPT asks before
+    each one and offers no "always allow"); a read, or a call that only spends tokens, is not."""
     return {"x-openai-isConsequential": consequential, "x-relay-wraps": list(wraps)}
 
 

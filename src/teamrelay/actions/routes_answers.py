@@ -68,7 +68,7 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
             "getAnswer."
         ),
         responses=ok_response("The answer, or its progress.", results.ANSWER_SCHEMA),
-        openapi_extra=route_extra(True, "createResponse", "getResponse"),
+        openapi_extra=route_extra(False, "createResponse", "getResponse"),
     )
     async def ask(body: AskBody, request: Request, deadline: Budget) -> Response:
         model = body.model or bridge.settings.default_model
@@ -135,7 +135,7 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
         summary="Embed texts as vectors",
         description="Turn texts into embedding vectors (for similarity or clustering).",
         responses=ok_response("The vectors.", results.EMBEDDINGS_SCHEMA),
-        openapi_extra=route_extra(True, "createEmbedding"),
+        openapi_extra=route_extra(False, "createEmbedding"),
     )
     async def embed(body: EmbedBody, deadline: Budget) -> Response:
         relay.router.check_model_name(body.model)
@@ -164,7 +164,7 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
         summary="Generate an image",
         description="Create images from a prompt; they come back as files shown in the chat.",
         responses=ok_response("The images, as files.", results.FILE_RESPONSE_SCHEMA),
-        openapi_extra=route_extra(True, "createImage"),
+        openapi_extra=route_extra(False, "createImage"),
     )
     async def generate_image(body: ImageBody, request: Request, deadline: Budget) -> Response:
         relay.router.check_model_name(body.model)

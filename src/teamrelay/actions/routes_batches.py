@@ -37,8 +37,8 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
         operation_id="createBatch",
         summary="Start a batch job",
         description=(
-            "Run many requests at half price within 24 h: give the requests (or an uploaded "
-            ".jsonl file id). Check progress with getBatch."
+            "Run many requests at half price within 24 h: give endpoint and either requests "
+            "(the relay writes the .jsonl) or input_file_id. Check progress with getBatch."
         ),
         responses=ok_response("The batch.", results.BATCH_SCHEMA),
         openapi_extra=route_extra(True, "createBatch"),
@@ -123,8 +123,9 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
         operation_id="callOpenAI",
         summary="Call another OpenAI API endpoint",
         description=(
-            "Any allowlisted JSON call of the OpenAI API not covered above, for example "
-            "GET /v1/models/{model} or POST /v1/moderations. No streaming, no uploads."
+            "Any allowlisted JSON call of the OpenAI API not covered above, with ids filled "
+            "in: for example GET /v1/models/gpt-5-mini, or POST /v1/moderations with body "
+            '{"input": "text to check"}. No streaming, no uploads.'
         ),
         responses=ok_response("The API's answer.", results.ANY_SCHEMA),
         openapi_extra=route_extra(True),
