@@ -67,3 +67,18 @@ def test_only_codings_the_tap_can_read_are_asked_for(sent: bytes, forwarded: byt
     headers = UpstreamHeaders("sk-x", organization=None, project=None, beta=())
     built = headers.build([(b"accept-encoding", sent)], keep_length=False)
     assert [v for n, v in built if n == b"accept-encoding"] == ([forwarded] if forwarded else [])
+
+
+def test_headers_the_clients_connection_header_names_are_hop_by_hop_and_dropped() -> None:
+    builder = UpstreamHeaders("sk-up", organization=None, project=None, beta=[])
+    sent = builder.build(
+        [
+            (b"connection", b"keep-alive, X-Debug-Token , upgrade"),
+            (b"connection", b"close, x-other"),
+            (b"x-debug-token", b"hop"),
+            (b"x-other", b"hop"),
+            (b"x-kept", b"end-to-end"),
+        ],
+        keep_length=False,
+    )
+    assert sent == [(b"x-kept", b"end-to-end"), (b"authorization", b"Bearer sk-up")]

@@ -89,6 +89,7 @@ class UpstreamHeaders:
         dropped = _REQUEST_DROPPED if keep_length else _REQUEST_DROPPED_WITH_LENGTH
         out = []
         beta = []
+        named: frozenset[bytes] = frozenset()
         for header in client_headers:
             name = header[0]
             if name not in dropped:
@@ -99,11 +100,23 @@ class UpstreamHeaders:
                     out.append((name, codings))
             elif name == b"openai-beta":
                 beta.append(header[1].decode("latin-1"))
+            elif name == b"connection":
+                named |= connection_options(header[1])
+        if named:
+            out = [header for header in out if header[0] not in named]
         out += self._fixed
         if beta or self._beta:
             merged = merge_beta(self._beta, beta)
             out.append((b"openai-beta", _value("OpenAI-Beta", merged)))
         return out
+
+
+@lru_cache(maxsize=256)
+def connection_options(value: bytes) -> frozenset[bytes]:
+    """The header names a `Connection` header lists beyond the hop-by-hop ones everyone drops:
+    hop-by-hop too (RFC 9110 §7.6.1), so they go no further than the relay."""
+    names = {item.strip().lower() for item in value.split(b",")}
+    return frozenset(names - HOP_BY_HOP - {b"close", b""})
 
 
 @lru_cache(maxsize=256)
