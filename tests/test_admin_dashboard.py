@@ -199,6 +199,24 @@ async def test_login_without_a_matching_csrf_token_is_refused(dashboard: Dashboa
     assert SESSION_COOKIE not in response.cookies
 
 
+async def test_a_form_with_more_fields_than_it_has_reads_as_stale(dashboard: Dashboard) -> None:
+    token = CSRF.search((await dashboard.client.get("/admin")).text)
+    assert token is not None
+    padding = {f"extra{n}": "x" for n in range(9)}
+    login = await dashboard.client.post(
+        "/admin/login", data={"key": ADMIN, "csrf": token[1], **padding}
+    )
+    assert login.status_code == 403
+    assert STALE_FORM in login.text
+    assert SESSION_COOKIE not in login.cookies
+    await sign_in(dashboard.client, ADMIN)
+    token = CSRF.search((await dashboard.client.get("/admin")).text)
+    assert token is not None
+    logout = await dashboard.client.post("/admin/logout", data={"csrf": token[1], **padding})
+    assert logout.status_code == 403
+    assert "Usage by key" in (await dashboard.client.get("/admin")).text
+
+
 async def test_a_key_in_the_url_signs_nobody_in(dashboard: Dashboard) -> None:
     page = await dashboard.client.get("/admin", params={"key": ADMIN})
     assert "Sign in" in page.text

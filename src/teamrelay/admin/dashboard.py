@@ -83,7 +83,8 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """A small urlencoded form, read with a size cap; anything else reads as empty."""
+    """A small urlencoded form, read with a size and field cap; anything else reads as empty
+    (and so as a stale form, a 403), never as a 500."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/x-www-form-urlencoded":
         return {}
@@ -92,7 +93,12 @@ async def _form(request: Request) -> dict[str, str]:
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             return {}
-    fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=8)
+    try:
+        fields = parse_qsl(
+            body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=8
+        )
+    except ValueError:  # more fields than the form has
+        return {}
     return dict(fields)
 
 
