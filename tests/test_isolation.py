@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from teamrelay.catalog import load_catalog
-from teamrelay.isolation import Isolation, OwnedOperations, Owners, Scope, referenced_ids
+from teamrelay.isolation import Isolation, OwnedOperations, Owners, Scope, chatkit, referenced_ids
 from teamrelay.isolation.listing import matches
 from teamrelay.isolation.owned import created_id, derived_ids
 from teamrelay.keys.store import KeyRecord
@@ -157,3 +157,19 @@ def test_retrieved_objects_are_filtered_as_the_upstream_lists_them() -> None:
     assert not matches(item, [("purpose", "assistants")])
     assert not matches(item, [("metadata[team]", "blue")])
     assert not matches({"id": "x", "metadata": None}, [("metadata[team]", "red")])
+
+
+def test_chatkit_threads_are_owned_through_their_user() -> None:
+    assert "/chatkit/sessions" in OWNED.collections
+    assert "/chatkit/threads" in OWNED.user_scoped
+    thread = scope_of("GetThreadMethod")
+    assert thread is not None
+    assert thread.path_id("/chatkit/threads/cthr_1") == "cthr_1"
+    listing = scope_of("ListThreadsMethod")
+    assert listing is not None
+    assert listing.lists
+    assert chatkit.user_of(chatkit.user_id("ada")) == "ada"
+    long_name = "u" * 500  # the spec allows 512 characters; the table's ids hold 256
+    assert len(chatkit.user_id(long_name)) <= 256
+    assert chatkit.user_of(chatkit.user_id(long_name)) is None
+    assert chatkit.session_user(b'{"user": "ada", "workflow": {"id": "wf"}}') == "ada"

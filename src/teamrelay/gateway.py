@@ -121,7 +121,11 @@ class Relay:
             allow_unpriced=settings.unpriced == "allow",
         )
         self.isolation = Isolation(
-            Owners(self.engine), self.router.catalog, per_key=settings.isolation == "per_key"
+            Owners(self.engine),
+            self.router.catalog,
+            per_key=settings.isolation == "per_key",
+            upstream=self.upstream,
+            headers=self.upstream_headers,
         )
         self.metrics = Metrics(prices, lambda: self.recorder.queue_depth)
         sinks: list[Sink] = []

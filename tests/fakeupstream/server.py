@@ -18,6 +18,7 @@ from aiohttp.hdrs import ACCEPT_ENCODING
 
 from . import (
     api_batches,
+    api_chatkit,
     api_echo,
     api_files,
     api_media,
@@ -178,6 +179,7 @@ class FakeUpstream:
             api_responses,
             api_files,
             api_batches,
+            api_chatkit,
             api_vector_stores,
             api_media,
             api_realtime,
@@ -220,6 +222,14 @@ class FakeUpstream:
 
         async def add() -> list[str]:
             return self.store.add_org_files(count, purpose=purpose)
+
+        return self._call(add())
+
+    def add_chatkit_thread(self, user: str, text: str = "hello") -> str:
+        """A thread ChatKit's widget made for `user` (see `Store.add_chatkit_thread`)."""
+
+        async def add() -> str:
+            return str(self.store.add_chatkit_thread(user, text)["id"])
 
         return self._call(add())
 

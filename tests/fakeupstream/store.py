@@ -1,4 +1,5 @@
-"""The fake's objects (files, uploads, batches, vector stores, responses) and bytes on disk."""
+"""The fake's objects (files, uploads, batches, vector stores, responses, ChatKit) and bytes
+on disk."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ class Store:
         self.vector_store_files: dict[str, dict[str, dict[str, Any]]] = {}
         self.responses: dict[str, dict[str, Any]] = {}
         self.response_bodies: dict[str, dict[str, Any]] = {}
+        self.chatkit_sessions: dict[str, dict[str, Any]] = {}
+        self.chatkit_threads: dict[str, dict[str, Any]] = {}
+        self.chatkit_items: dict[str, list[dict[str, Any]]] = {}
         self.background_delay = BACKGROUND_DELAY
         self.batch_delay = BATCH_DELAY
         self._tasks: set[asyncio.Task[None]] = set()
@@ -80,6 +84,9 @@ class Store:
             self.vector_store_files,
             self.responses,
             self.response_bodies,
+            self.chatkit_sessions,
+            self.chatkit_threads,
+            self.chatkit_items,
         ):
             mapping.clear()
         shutil.rmtree(self.blobs, ignore_errors=True)
@@ -134,6 +141,33 @@ class Store:
             made.append(file_id)
         return made
 
+    def add_chatkit_thread(self, user: str, text: str) -> dict[str, Any]:
+        """A thread as ChatKit's widget makes it with a session's client secret: for `user`,
+        holding one user message."""
+        now = int(time.time())
+        thread = {
+            "id": new_id("cthr_", 24),
+            "object": "chatkit.thread",
+            "created_at": now,
+            "title": None,
+            "status": {"type": "active"},
+            "user": user,
+        }
+        self.chatkit_threads[thread["id"]] = thread
+        self.chatkit_items[thread["id"]] = [
+            {
+                "id": new_id("cthi_", 24),
+                "object": "chatkit.thread_item",
+                "created_at": now,
+                "thread_id": thread["id"],
+                "type": "chatkit.user_message",
+                "content": [{"type": "input_text", "text": text}],
+                "attachments": [],
+                "inference_options": None,
+            }
+        ]
+        return thread
+
     def file(self, file_id: str, param: str | None = None) -> StoredFile:
         stored = self.files.get(file_id)
         if stored is None:
@@ -155,15 +189,19 @@ def cursor_page(
     default_limit: int = 20,
     default_order: str = "desc",
 ) -> dict[str, Any]:
-    """OpenAI's cursor list: `after`, `limit`, `order`, `has_more`, `first_id`, `last_id`."""
+    """OpenAI's cursor list: `after`, `before`, `limit`, `order`, `has_more`, `first_id`,
+    `last_id`."""
     order = query.get("order", default_order)
     if order not in ("asc", "desc"):
         raise bad_request(f"Invalid value for 'order': {order!r}.", "order")
     items = objects if order == "asc" else objects[::-1]
-    after = query.get("after")
+    after, before = query.get("after"), query.get("before")
     if after:
         ids = [obj["id"] for obj in items]
         items = items[ids.index(after) + 1 :] if after in ids else []
+    if before:
+        ids = [obj["id"] for obj in items]
+        items = items[: ids.index(before)] if before in ids else []
     try:
         limit = int(query.get("limit", default_limit))
     except ValueError as exc:

@@ -23,10 +23,13 @@ from teamrelay.body import RequestBody
 from teamrelay.catalog import Catalog, Operation
 from teamrelay.errors import RelayError
 from teamrelay.forward import Call, Exchange
+from teamrelay.headers import UpstreamHeaders
+from teamrelay.isolation import chatkit
 from teamrelay.isolation.listing import Charge, list_owned
 from teamrelay.isolation.owned import (
     DERIVED_FROM,
     OwnedOperations,
+    Scope,
     created_id,
     derived_ids,
     is_owned_id,
@@ -50,10 +53,23 @@ def _not_found_anywhere(object_id: str) -> RelayError:
 
 
 class Isolation:
-    def __init__(self, owners: Owners, catalog: Catalog, *, per_key: bool) -> None:
+    """`upstream` and `headers` let the guard ask the upstream who a ChatKit thread is for
+    (see `chatkit`); without them such a thread has no owner (admin only)."""
+
+    def __init__(
+        self,
+        owners: Owners,
+        catalog: Catalog,
+        *,
+        per_key: bool,
+        upstream: Upstream | None = None,
+        headers: UpstreamHeaders | None = None,
+    ) -> None:
         self.owners = owners
         self.owned = OwnedOperations(catalog)
         self.per_key = per_key
+        self._upstream = upstream
+        self._headers = headers
 
     def confines(self, key: KeyRecord | None) -> bool:
         """Whether `key` is limited to its own objects."""
@@ -71,8 +87,10 @@ class Isolation:
         scope = self.owned.get(operation)
         if scope is not None:
             object_id = scope.path_id(path)
-            if object_id is not None and await self.owners.owner_of(object_id) != key_id:
+            if object_id is not None and await self._owner(scope, object_id) != key_id:
                 raise not_found(scope.collection, object_id)
+        if operation.operation_id == chatkit.CREATE_SESSION and isinstance(body, bytes):
+            await self._claim_user(key_id, body)
         if isinstance(body, RequestBody):
             if body.form is None and body.kind == "multipart":
                 raise RelayError(
@@ -87,6 +105,27 @@ class Isolation:
                 owner = owners.get(object_id) or await self.owners.owner_of(object_id)
                 if owner != key_id:
                     raise _not_found_anywhere(object_id)
+
+    async def _claim_user(self, key_id: str, body: bytes) -> None:
+        """A session for a ChatKit user reaches that user's threads: refused for a user
+        another key owns, and an unowned user becomes the key's before the session is made."""
+        user = chatkit.session_user(body)
+        if user is None:
+            return
+        owner = await self.owners.owner_of(chatkit.user_id(user), recheck=False)
+        if owner is None:
+            self.owners.record(chatkit.user_id(user), key_id, chatkit.USERS)
+        elif owner != key_id:
+            raise chatkit.user_taken()
+
+    async def _owner(self, scope: Scope, object_id: str) -> str | None:
+        if scope.collection not in self.owned.user_scoped:
+            return await self.owners.owner_of(object_id)
+        owner = await self.owners.owner_of(object_id, recheck=False)
+        if owner is None and self._upstream is not None and self._headers is not None:
+            headers = self._headers.build([chatkit.BETA], keep_length=False)
+            owner = await chatkit.thread_owner(self._upstream, headers, self.owners, object_id)
+        return owner
 
     async def check_query(self, key_id: str, query: str) -> None:
         """The same 404 for an owned id in the query string (a cursor, a filter)."""
@@ -126,6 +165,8 @@ class Isolation:
         scope = self.owned.get(operation)
         assert scope is not None  # an operation that lists has a scope
         collection = scope.collection
+        if collection in self.owned.user_scoped:
+            return await chatkit.list_threads(upstream, call, key_id, self.owners, send)
         return await list_owned(
             upstream,
             call,
@@ -207,8 +248,13 @@ class Isolation:
         if scope is None or object_id is None:
             return
         created = created_id(operation, scope, path, object_id, body)
-        if created is not None:
-            self.owners.record(created, key.id, scope.collection, fresh=scope.id_segment is None)
+        if created is None:
+            return
+        self.owners.record(created, key.id, scope.collection, fresh=scope.id_segment is None)
+        if operation.operation_id == chatkit.CREATE_SESSION and isinstance(body, bytes):
+            user = chatkit.session_user(body)
+            if user is not None:  # the first key to make a session for a user owns it
+                self.owners.record(chatkit.user_id(user), key.id, chatkit.USERS, fresh=False)
 
     async def keep_owned(self, key_id: str, items: list[object]) -> list[object]:
         """A list answer's items that `key_id` owns, for callers that page on their own."""

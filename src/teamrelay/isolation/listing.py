@@ -108,6 +108,32 @@ def matches(item: dict[str, Any], filters: list[tuple[str, str]]) -> bool:
     return True
 
 
+async def get(
+    upstream: Upstream,
+    target: str,
+    headers: list[tuple[bytes, bytes]],
+    exchange: Exchange | None = None,
+) -> tuple[int, bytes]:
+    """One GET through the relay's upstream client: its status and whole body. The first
+    upstream request id goes on `exchange`, for the ledger and the client."""
+    try:
+        response = await upstream.pool.request("GET", target, headers, None)
+        try:
+            body = await response.read(upstream.read_timeout)
+        finally:
+            response.release()
+    except UpstreamError as exc:
+        raise bad_gateway(type(exc).__name__) from None
+    if exchange is not None and exchange.upstream_request_id is None:
+        exchange.upstream_request_id = response.header(b"x-request-id")
+    return response.status, body
+
+
+EMPTY_LIST: Final = (
+    b'{"object": "list", "data": [], "first_id": null, "last_id": null, "has_more": false}'
+)
+
+
 class _Fetcher:
     """The upstream calls of one list request, counted."""
 
@@ -127,17 +153,7 @@ class _Fetcher:
         self.calls = 0
 
     async def _get(self, target: str) -> tuple[int, bytes]:
-        try:
-            response = await self.upstream.pool.request("GET", target, self.headers, None)
-            try:
-                body = await response.read(self.upstream.read_timeout)
-            finally:
-                response.release()
-        except UpstreamError as exc:
-            raise bad_gateway(type(exc).__name__) from None
-        if self.exchange.upstream_request_id is None:
-            self.exchange.upstream_request_id = response.header(b"x-request-id")
-        return response.status, body
+        return await get(self.upstream, target, self.headers, self.exchange)
 
     async def _spend(self, calls: int) -> None:
         """The request itself paid for one upstream call; the rest count as requests too."""
@@ -293,7 +309,7 @@ async def list_owned(
             position = page[-1]
     except _Passed as passed:
         exchange.status = passed.status
-        await _send(send, exchange, call.request_id, passed.body)
+        await send_answer(send, exchange, call.request_id, passed.body)
         return exchange
     if backward:
         kept.reverse()
@@ -308,7 +324,7 @@ async def list_owned(
         "has_more": has_more,
     }
     exchange.status = 200
-    await _send(send, exchange, call.request_id, json.dumps(listing).encode())
+    await send_answer(send, exchange, call.request_id, json.dumps(listing).encode())
     return exchange
 
 
@@ -316,7 +332,7 @@ def _unknown_cursor(cursor: str | None) -> RelayError:
     return RelayError(404, f"No object found with id '{cursor}'.", type="invalid_request_error")
 
 
-async def _send(send: Send, exchange: Exchange, request_id: bytes, body: bytes) -> None:
+async def send_answer(send: Send, exchange: Exchange, request_id: bytes, body: bytes) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -30,6 +30,8 @@ ID_PREFIXES: Final = (
     "thread_",
     "chatcmpl-",
     "rtc_",
+    "cksess_",
+    "cthr_",
 )
 _OWNED_ID = re.compile("(?:" + "|".join(map(re.escape, ID_PREFIXES)) + r")[A-Za-z0-9_\-]{1,200}\Z")
 # Creates whose object the upstream keeps only when asked to (`"store": true`).
@@ -38,6 +40,9 @@ _STORE_TRUE = re.compile(rb'"store"\s*:\s*true')
 # Creates answered with the new object's URL in `Location`, not with JSON (a realtime call's
 # SDP answer).
 LOCATION_CREATES: Final = frozenset({"/realtime/calls"})
+# Collections whose objects are made outside the relay and belong to whoever owns their
+# `user` (ChatKit's widget creates threads; see `chatkit`).
+USER_SCOPED: Final = frozenset({"/chatkit/threads"})
 # Answers naming objects derived from the one asked about, which belong to its owner.
 DERIVED_FROM: Final = frozenset({"retrieveBatch", "cancelBatch", "listBatches", "completeUpload"})
 
@@ -71,7 +76,8 @@ class OwnedOperations:
         collections = {
             prefix
             for op in catalog.operations
-            if op.params and (prefix := op.path.split("{", 1)[0].rstrip("/")) in json_creates
+            if op.params
+            and (prefix := op.path.split("{", 1)[0].rstrip("/")) in json_creates | USER_SCOPED
         }
         families = {collection.split("/")[1] for collection in collections}
         self._scopes: dict[Operation, Scope] = {}
@@ -81,6 +87,7 @@ class OwnedOperations:
                 self._scopes[op] = scope
         self.collections = frozenset(collections)
         self.lists = frozenset(op for op, scope in self._scopes.items() if scope.lists)
+        self.user_scoped = USER_SCOPED & self.collections
         self.retrievable = frozenset(
             collection
             for op in catalog.operations
