@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from teamrelay.connections import ClientLeft, ConnectionPool, SendTimeout
+from teamrelay.connections import ClientLeft, ConnectionPool, ReadTimeout, SendTimeout
 from test_connections import OK, WAIT, Handler, Peer, RawServer, answer_each, fetch, stream, until
 
 
@@ -99,4 +99,21 @@ async def test_an_upstream_that_stops_reading_an_upload_fails_it_at_the_send_tim
         assert time.monotonic() - started < 1.5
         _, body = await fetch(pool)  # the slot was given back
         pool.close()
+    assert body == b"ok"
+
+
+async def test_the_read_timeout_still_ends_the_wait_while_the_client_is_watched() -> None:
+    async def stays() -> None:
+        await asyncio.Event().wait()
+
+    closed: list[float] = []
+    async with RawServer(slow_then_ok(closed)) as server:
+        pool = ConnectionPool(server.url(), limit=1, connect_timeout=WAIT, read_timeout=0.8)
+        started = time.monotonic()
+        with pytest.raises(ReadTimeout):
+            await asyncio.wait_for(pool.request("GET", "/models", [], None, gone=stays), WAIT)
+        took = time.monotonic() - started
+        _, body = await fetch(pool)
+        pool.close()
+    assert 0.7 < took < 1.5
     assert body == b"ok"

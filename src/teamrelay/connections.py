@@ -601,9 +601,7 @@ class ConnectionPool:
     ) -> Response:
         answered = connection.start()
         connection.send(head, body)
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.read_timeout, _expire_head, answered)
-        check = None if gone is None else loop.call_later(_CLIENT_CHECK, _watch, answered, gone)
+        timer = self._head_timer(answered, gone)
         try:
             return await answered
         except BaseException:
@@ -611,8 +609,6 @@ class ConnectionPool:
             raise
         finally:
             timer.cancel()
-            if check is not None:
-                check.cancel()
 
     async def _exchange_streamed(
         self,
@@ -653,16 +649,24 @@ class ConnectionPool:
             return
         failure = writer.exception()
         if failure is None:
-            loop = asyncio.get_running_loop()
-            timers.append(loop.call_later(self.read_timeout, _expire_head, answered))
-            if gone is not None:
-                timers.append(loop.call_later(_CLIENT_CHECK, _watch, answered, gone))
+            timers.append(self._head_timer(answered, gone))
         elif isinstance(failure, UpstreamError):
             answered.set_exception(failure)
         else:
             error = ConnectionBroke("the request body could not be sent")
             error.__cause__ = failure
             answered.set_exception(error)
+
+    def _head_timer(
+        self, answered: asyncio.Future[Response], gone: Callable[[], Awaitable[object]] | None
+    ) -> asyncio.TimerHandle:
+        """One timer for the wait for the head, as without a client to watch: the read timeout,
+        or `_CLIENT_CHECK`, when the watcher takes over the rest of the read timeout."""
+        loop = asyncio.get_running_loop()
+        if gone is None or self.read_timeout <= _CLIENT_CHECK:
+            return loop.call_later(self.read_timeout, _expire_head, answered)
+        rest = self.read_timeout - _CLIENT_CHECK
+        return loop.call_later(_CLIENT_CHECK, _watch, answered, gone, rest)
 
     async def _connection(self) -> tuple[_Connection, bool]:
         now = time.monotonic()
@@ -781,18 +785,26 @@ class ConnectionPool:
         self._idle.clear()
 
 
-def _watch(answered: asyncio.Future[Response], gone: Callable[[], Awaitable[object]]) -> None:
-    """The head is slow: from now on the client leaving abandons the exchange."""
+def _watch(
+    answered: asyncio.Future[Response], gone: Callable[[], Awaitable[object]], rest: float
+) -> None:
+    """The head is slow: from now on the client leaving abandons the exchange, and the rest of
+    the read timeout runs in the watcher."""
     if answered.done():
         return
-    watcher = asyncio.ensure_future(_abandon_when(answered, gone))
+    watcher = asyncio.ensure_future(_abandon_when(answered, gone, rest))
     answered.add_done_callback(lambda _: watcher.cancel())
 
 
 async def _abandon_when(
-    answered: asyncio.Future[Response], gone: Callable[[], Awaitable[object]]
+    answered: asyncio.Future[Response], gone: Callable[[], Awaitable[object]], rest: float
 ) -> None:
-    await gone()
+    try:
+        async with asyncio.timeout(rest):
+            await gone()
+    except TimeoutError:
+        _expire_head(answered)
+        return
     if not answered.done():
         answered.set_exception(ClientLeft("the client left before the answer's head arrived"))
 
