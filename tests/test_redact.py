@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from teamrelay.observability.logs import JsonFormatter
+from teamrelay.config import Settings
+from teamrelay.observability.logs import JsonFormatter, configured_secrets
 from teamrelay.observability.redact import Redact, scrub
 
 KEY = "tr-" + "k" * 43
@@ -31,6 +32,14 @@ KEY = "tr-" + "k" * 43
         ("/oauth/token?code=trc_abc&state=s1", "/oauth/token?code=[redacted]&state=s1"),
         ("refreshed tra_" + "a" * 40 + " ok", "refreshed [redacted] ok"),
         ("upstream key sk-proj-" + "x" * 30, "upstream key [redacted]"),
+        (
+            'chunk: b\'{"download_url":"https://relay.example/actions/download/eyJwIjo.c2ln"}\'',
+            'chunk: b\'{"download_url":"https://relay.example/actions/download/[redacted]"}\'',
+        ),
+        (
+            "fetching https://files.oaiusercontent.com/file-1?se=2026&sig=c2lnbmF0dXJl&sp=r",
+            "fetching https://files.oaiusercontent.com/file-1?se=2026&sig=[redacted]&sp=r",
+        ),
         ("key bootstrap-tr-test-a made", "key bootstrap-tr-test-a made"),
         ("no cookie, redirecting to the sign-in", "no cookie, redirecting to the sign-in"),
     ],
@@ -64,3 +73,27 @@ def test_a_traceback_is_rendered_redacted_for_text_and_json() -> None:
     assert "RuntimeError" in json_line
     assert KEY not in text
     assert KEY not in json_line
+
+
+def test_the_configured_secrets_include_every_password_in_a_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress:env-proxy-pass-1@proxy.internal:3128")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        OPENAI_API_KEY="sk-upstream-key-000000000000",
+        OPENAI_BASE_URL="https://gateway:base-url-pass-1@gateway.internal/v1",
+        RELAY_KEYS="choose-a-long-random-key",
+        RELAY_DATABASE_URL="postgresql+asyncpg://relay:db-pass-000001@db.internal/relay",
+        RELAY_UPSTREAM_PROXY="http://egress:relay-proxy-pass-1@proxy.internal:3128",
+    )
+    found = configured_secrets(settings)
+    for secret in (
+        "sk-upstream-key-000000000000",
+        "choose-a-long-random-key",
+        "base-url-pass-1",
+        "db-pass-000001",
+        "relay-proxy-pass-1",
+        "env-proxy-pass-1",
+    ):
+        assert secret in found

@@ -13,6 +13,7 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from urllib.request import getproxies
 
 from teamrelay.ledger.recorder import LedgerEntry
 from teamrelay.observability.redact import Redact
@@ -35,7 +36,8 @@ _TEXT_FIELDS = attrgetter(
     "input_tokens",
     "output_tokens",
 )
-_FIELDS = tuple(field.name for field in fields(LedgerEntry))
+# Not the body an image or speech request kept for pricing: a member's content, not a fact.
+_FIELDS = tuple(field.name for field in fields(LedgerEntry) if field.name != "shaped_body")
 _values = attrgetter(*_FIELDS)
 
 
@@ -121,7 +123,9 @@ def configured_secrets(settings: Settings) -> list[str]:
     """The secrets the environment holds in clear, for `Redact` to find in any shape."""
     values = [settings.openai_api_key.get_secret_value(), *settings.relay_keys]
     values += [s.get_secret_value() for s in (settings.metrics_token, settings.signing_key) if s]
-    for url in (settings.openai_base_url, settings.database_url, settings.redis_url or ""):
+    urls = [settings.openai_base_url, settings.database_url, settings.redis_url or ""]
+    urls += [settings.upstream_proxy or "", *getproxies().values()]
+    for url in urls:
         password = urlsplit(url).password
         if password:
             values.append(password)

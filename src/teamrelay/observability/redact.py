@@ -5,8 +5,8 @@ OAuth token in `Authorization`, the browser's key in `Sec-WebSocket-Protocol`), 
 prints each WebSocket's path with its query. Those libraries are not ours to change, so one
 filter on the relay's log handler rewrites every record before it is formatted: the value of a
 credential-bearing header, a bearer or basic credential, the key subprotocol, credential query
-parameters, anything shaped like a relay, OAuth or OpenAI secret, and the configured secrets
-themselves (bootstrap keys may have any shape).
+parameters, the relay's signed download links, anything shaped like a relay, OAuth or OpenAI
+secret, and the configured secrets themselves (bootstrap keys may have any shape).
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ REDACTED = "[redacted]"
 # Configured secrets shorter than this are not searched for: they would blank out ordinary text.
 _MIN_SECRET = 8
 _HEADERS = r"authorization|proxy-authorization|x-relay-key|x-api-key|api-key|cookie|set-cookie"
-_QUERY = r"api[_-]?key|key|access_token|refresh_token|id_token|token|client_secret|code|password"
+_QUERY = (
+    r"api[_-]?key|key|access_token|refresh_token|id_token|token|client_secret|code|password"
+    r"|sig|signature"
+)
 _PATTERNS = (
     # "authorization: Bearer …" as websockets prints it, and the name/value of a header in a
     # repr: "{'authorization': '…'}", "(b'x-relay-key', b'…')".
@@ -28,6 +31,9 @@ _PATTERNS = (
     re.compile(r"(?i)\b((?:bearer|basic)\s+)[^\s'\",;]+"),
     re.compile(r"(openai-insecure-api-key\.)[^\s'\",;]+"),
     re.compile(rf"(?i)([?&;](?:{_QUERY})=)[^&\s'\"#]+"),
+    # The relay's signed download links: whoever holds one reads the file (MCP answers are
+    # logged whole at DEBUG).
+    re.compile(r"(/actions/download/)[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+"),
     # Relay keys (tr-), OAuth secrets (tra_, trr_, trc_, trs_, tri_), OpenAI keys (sk-).
     re.compile(r"()\b(?:tr-|tr[arcsi]_|sk-)[A-Za-z0-9_\-]{16,}"),
 )
