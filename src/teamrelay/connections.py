@@ -315,7 +315,8 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         response = self.response
         if response is None or response.complete:
-            # A second answer in the same read as the first: the connection is out of step.
+            # A second answer, even its first byte, in the same read as the first: the
+            # connection is out of step.
             self._invalid = "more than one answer to one request"
             raise InvalidAnswer(self._invalid)
 
