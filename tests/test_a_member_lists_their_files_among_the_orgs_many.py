@@ -93,6 +93,10 @@ def test_ten_files_among_ten_thousand_list_in_at_most_two_upstream_calls(
         batches = [f.id for f in alice.files.list(purpose="batch")]
         assert batches == [mine[7], mine[0]]
         assert upstream_calls(upstream, "/v1/files") <= 2
+        upstream.clear_log()
+        one_by_one = [f.id for f in alice.files.list(purpose="batch", limit=1)]
+        assert one_by_one == [mine[7], mine[0]]  # past her other files, which do not pass
+        assert upstream_calls(upstream, "/v1/files") <= 3  # one a page
 
         upstream.clear_log()
         assert len(list(admin.files.list())) == ORG_FILES

@@ -57,6 +57,13 @@ def test_every_owned_object_appears_exactly_once_across_pages(
                 assert all(len(page["data"]) == 40 for page in pages[:-1])
                 assert pages[-1]["last_id"] == owned["carol"][-1]
                 assert pages[0]["first_id"] == owned["carol"][0]
+                before = http.get(
+                    "/files",
+                    params={"limit": "5", "order": "asc", "before": owned["carol"][20]},
+                    headers=headers,
+                ).json()
+                assert [item["id"] for item in before["data"]] == owned["carol"][15:20]
+                assert before["has_more"]
                 bad = http.get("/files", params={"limit": "0"}, headers=headers)
                 assert bad.status_code == 400
         finally:

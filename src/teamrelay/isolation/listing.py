@@ -5,12 +5,16 @@ Which ids a page holds comes from the database (`Owners.listed`): the key's ids 
 collection in the order they were recorded, after `after` and before `before`, `limit` of
 them, `has_more` if more are recorded. So a list costs what the key owns, never a walk of
 the organisation's collection. The objects are then fetched as the upstream offers them: one
-page of its own list from the key's id just before this page (any id is a cursor; the
-upstream's largest page), which usually holds them all, and a retrieve for each id that page
-missed. An id the upstream answers 404 for (deleted, expired) is dropped from the table and
-from the answer. Filters (`purpose`, `model`, ...) go to the upstream's list, and are compared
-with the fields of a retrieved object. Every upstream call after the first counts against
-the key's requests per minute (`Charge`).
+page of its own list (its largest) from the key's id just before this page, since any id is
+a cursor, which usually holds them all, and a retrieve for each id that page missed. An id
+the upstream answers 404 for (deleted, expired) is dropped from the table and the answer.
+Filters (`purpose`, `model`, ...) go to the upstream's list, read from its top (the one place
+a filter is sure to be honoured; if that page ends the list, an id it lacks does not pass),
+and are compared with the fields of a retrieved object. Every upstream call after the first
+counts against the key's requests per minute (`Charge`). 10 files among 10,000: one call.
+
+`has_more` says more ids are recorded past the page; if the upstream lost all of them, or
+none passes a filter, the next page is empty.
 """
 
 from __future__ import annotations
@@ -134,8 +138,15 @@ EMPTY_LIST: Final = (
 )
 
 
+@dataclass(slots=True)
+class _Found:
+    items: dict[str, dict[str, Any]]
+    gone: list[str]
+
+
 class _Fetcher:
-    """The upstream calls of one list request, counted."""
+    """The upstream calls of one list request, counted. `walk` is the query of the
+    upstream's list (the client's filters and order), `filters` what selects objects."""
 
     def __init__(
         self,
@@ -144,13 +155,26 @@ class _Fetcher:
         headers: list[tuple[bytes, bytes]],
         exchange: Exchange,
         charge: Charge,
+        *,
+        walk: list[tuple[str, str]],
+        filters: list[tuple[str, str]],
+        paging: Paging,
+        retrievable: bool,
     ) -> None:
         self.upstream = upstream
         self.path = path
         self.headers = headers
         self.exchange = exchange
         self.charge = charge
+        self.walk = walk
+        self.filters = filters
+        self.paging = paging
+        self.retrievable = retrievable
         self.calls = 0
+        # The list's first page (all of it, for a collection without retrieves), once read,
+        # and whether it was the whole list.
+        self._top: dict[str, dict[str, Any]] | None = None
+        self._top_is_all = False
 
     async def _get(self, target: str) -> tuple[int, bytes]:
         return await get(self.upstream, target, self.headers, self.exchange)
@@ -162,9 +186,12 @@ class _Fetcher:
         if extra > 0:
             await self.charge(extra)
 
-    async def page(self, params: list[tuple[str, str]]) -> dict[str, Any] | None:
-        """One page of the upstream's list, or None if it refused (an unknown cursor)."""
+    async def _page(self, after: str | None) -> tuple[list[dict[str, Any]], bool] | None:
+        """One page of the upstream's list and whether it is the last, or None if the
+        upstream refused it (an unknown cursor)."""
         await self._spend(1)
+        params = [*self.walk, ("limit", str(self.paging.largest_page))]
+        params += [("after", after)] if after else []
         status, body = await self._get(f"{self.path}?{urlencode(params)}")
         if status != 200:
             return None
@@ -176,9 +203,54 @@ class _Fetcher:
             raise RelayError(
                 502, "The upstream answered a list in an unknown shape.", code="upstream_error"
             )
-        return page
+        listed = [item for item in page["data"] if isinstance(item, dict)]
+        listed = [item for item in listed if isinstance(item.get("id"), str)]
+        return listed, not page.get("has_more") or not listed
 
-    async def retrieve(self, object_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+    async def _read_top(self) -> None:
+        self._top = {}
+        after = None
+        while (walked := await self._page(after)) is not None:
+            listed, last = walked
+            self._top.update((item["id"], item) for item in listed)
+            if last:
+                self._top_is_all = True
+                return
+            if self.retrievable:
+                return
+            after = listed[-1]["id"]
+
+    async def objects(self, ids: list[str], walk_from: str | None) -> _Found:
+        """The current objects of `ids` that pass the filters, and the ids the upstream lost.
+
+        A filter is sure to be honoured only from the top of the list, so a filtered list
+        reads the upstream's first page (once a request); without a filter the page from
+        `walk_from` (the key's id just before `ids`) is read. A page that ends the list holds
+        every object that passes. The ids still missing are retrieved one by one.
+        """
+        pool = self._top or {}
+        whole = self._top_is_all
+        several = len(ids) > 1 or self.filters or not self.retrievable
+        if not whole and not set(ids) <= pool.keys() and several:
+            if self._top is None and (walk_from is None or self.filters or not self.retrievable):
+                await self._read_top()
+                pool, whole = self._top or {}, self._top_is_all
+            elif walk_from is not None and not self.filters:
+                walked = await self._page(walk_from)
+                pool = {**pool, **{item["id"]: item for item in walked[0]}} if walked else pool
+        items = {object_id: pool[object_id] for object_id in ids if object_id in pool}
+        missing = [object_id for object_id in ids if object_id not in items]
+        if not missing or (whole and self.filters) or not self.retrievable:
+            return _Found(items, [])
+        gone = []
+        for object_id, item in (await self._retrieve(missing)).items():
+            if item is None:
+                gone.append(object_id)
+            elif matches(item, self.filters):
+                items[object_id] = item
+        return _Found(items, gone)
+
+    async def _retrieve(self, object_ids: list[str]) -> dict[str, dict[str, Any] | None]:
         """Each object by id; None for one the upstream does not know (404)."""
         await self._spend(len(object_ids))
         slots = asyncio.Semaphore(_RETRIEVES_AT_ONCE)
@@ -206,52 +278,6 @@ class _Fetcher:
         return dict(zip(object_ids, found, strict=True))
 
 
-@dataclass(slots=True)
-class _Found:
-    items: dict[str, dict[str, Any]]
-    gone: list[str]
-
-
-async def _objects(
-    fetcher: _Fetcher,
-    ids: list[str],
-    walk_from: str | None,
-    walk: list[tuple[str, str]],
-    filters: list[tuple[str, str]],
-    paging: Paging,
-    retrievable: bool,
-) -> _Found:
-    """The current objects of `ids` that pass `filters`, and the ids the upstream lost."""
-    wanted = set(ids)
-    items: dict[str, dict[str, Any]] = {}
-    complete = False
-    if len(ids) > 1 or not retrievable:
-        cursor = walk_from
-        while True:
-            params = [*walk, ("limit", str(paging.largest_page))]
-            page = await fetcher.page(params + ([("after", cursor)] if cursor else []))
-            if page is None:
-                break
-            listed = [item for item in page["data"] if isinstance(item, dict)]
-            items.update((item["id"], item) for item in listed if item.get("id") in wanted)
-            complete = not page.get("has_more") or not listed
-            if complete or retrievable or wanted <= items.keys():
-                break
-            cursor = str(listed[-1].get("id"))
-    missing = [object_id for object_id in ids if object_id not in items]
-    if not missing or (complete and filters):
-        return _Found(items, [])  # a filtered list that ended without them: they do not pass
-    if not retrievable:
-        return _Found(items, missing if complete else [])
-    gone = []
-    for object_id, item in (await fetcher.retrieve(missing)).items():
-        if item is None:
-            gone.append(object_id)
-        elif matches(item, filters):
-            items[object_id] = item
-    return _Found(items, gone)
-
-
 async def list_owned(
     upstream: Upstream,
     call: Call,
@@ -277,7 +303,17 @@ async def list_owned(
     start, stop = (before, after) if backward else (after, before)
     headers = [(name, value) for name, value in call.headers if name != b"accept-encoding"]
     exchange = Exchange()
-    fetcher = _Fetcher(upstream, path, headers, exchange, charge)
+    fetcher = _Fetcher(
+        upstream,
+        path,
+        headers,
+        exchange,
+        charge,
+        walk=walk,
+        filters=filters,
+        paging=paging,
+        retrievable=retrievable,
+    )
     kept: list[dict[str, Any]] = []
     has_more = False
     position = start
@@ -300,7 +336,7 @@ async def list_owned(
                 break
             # The upstream walks in the list's order, from the key's id just before the page.
             walk_from = (rest[0] if rest else None) if backward else position
-            found = await _objects(fetcher, page, walk_from, walk, filters, paging, retrievable)
+            found = await fetcher.objects(page, walk_from)
             await owners.forget(key_id, found.gone)
             kept.extend(found.items[object_id] for object_id in page if object_id in found.items)
             if len(kept) == want or not rest:
