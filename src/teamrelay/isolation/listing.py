@@ -329,8 +329,8 @@ async def list_owned(
                     after=position,
                     before=stop,
                 )
-            except LookupError:
-                raise _unknown_cursor(position) from None
+            except LookupError as unknown:
+                raise _unknown_cursor(str(unknown.args[0])) from None
             page, rest = ids[:need], ids[need:]
             if not page:
                 break
@@ -364,7 +364,7 @@ async def list_owned(
     return exchange
 
 
-def _unknown_cursor(cursor: str | None) -> RelayError:
+def _unknown_cursor(cursor: str) -> RelayError:
     return RelayError(404, f"No object found with id '{cursor}'.", type="invalid_request_error")
 
 
