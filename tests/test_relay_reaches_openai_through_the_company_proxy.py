@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import openai
 import pytest
 
 from egressproxy import egress_proxy
 from fakeupstream import FakeUpstream
+from nginxupstream import nginx_upstream
 from servers import RELAY_KEY, relay_in_thread
 
 USER, PASSWORD = "relay", "proxy-secret-4711"
@@ -46,6 +48,27 @@ async def test_every_call_to_openai_goes_through_the_proxy_with_its_credentials(
     ]
     assert all(r.authorization is not None for r in proxy.requests)
     assert PASSWORD not in caplog.text
+
+
+async def test_an_https_upstream_is_reached_only_through_connect_tunnels(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    with (
+        nginx_upstream(upstream.base_url, tmp_path) as (base_url, ca_file),
+        egress_proxy(credentials=(USER, PASSWORD)) as proxy,
+        relay_in_thread(
+            base_url,
+            RELAY_UPSTREAM_PROXY=proxy.url(USER, PASSWORD),
+            RELAY_UPSTREAM_CA_FILE=str(ca_file),
+        ) as relay,
+    ):
+        await _calls(relay.base_url)
+    authority = base_url.removeprefix("https://").removesuffix("/v1")
+    assert proxy.requests
+    assert {(r.method, r.target) for r in proxy.requests} == {("CONNECT", authority)}
+    paths = [r.path for r in upstream.log]
+    assert "/v1/chat/completions" in paths
+    assert "/v1/responses" in paths  # the WebSocket, through its own tunnel
 
 
 async def test_no_proxy_naming_the_upstream_sends_it_direct(
