@@ -95,9 +95,7 @@ def _name_from_url(link: str, index: int) -> str:
 # IPv6 forms that carry an IPv4 address in their last 32 bits: NAT64's well-known prefix
 # (RFC 6052), IPv4-compatible (RFC 4291, deprecated) and IPv4-translated (RFC 2765). A
 # gateway on the path turns them into that IPv4 address, so it is the one to check.
-_LOW_32_BITS = tuple(
-    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96")
-)
+_LOW_32_BITS = tuple(ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96"))
 # NAT64 for local use (RFC 8215): the IPv4 address may sit anywhere; never global.
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 
