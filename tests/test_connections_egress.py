@@ -207,3 +207,15 @@ async def test_a_name_whose_ipv6_address_blackholes_answers_over_ipv4_at_once(
             took = time.monotonic() - started
     assert (response.status, body) == (200, b"ok")
     assert took < 1.0
+
+
+async def test_a_name_that_does_not_resolve_says_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def resolve(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", resolve)
+    async with proxied_pool("https://api.openai.invalid/v1", None) as pool:
+        with pytest.raises(ConnectFailed) as caught:
+            await fetch(pool)
+    assert caught.value.reason == "DNS lookup failed"
+    assert "api.openai.invalid" in str(caught.value)

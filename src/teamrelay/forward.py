@@ -214,7 +214,12 @@ async def _answer(
             return
         exchange.aborted = True
         exchange.error_type = "upstream_broke"
-        logger.warning("upstream stream broke: %s", type(exc).__name__)
+        logger.warning(
+            "upstream stream broke (%s): %s [request %s]",
+            exc.reason,
+            exc,
+            request_id.decode("latin-1"),
+        )
         if content_type is not None and content_type.startswith("text/event-stream"):
             await send(
                 {"type": "http.response.body", "body": _sse_error("The upstream stream broke.")}
