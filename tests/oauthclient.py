@@ -202,7 +202,8 @@ def oauth_relay(upstream_base_url: str, **extra: str) -> Iterator[OAuthRelay]:
         relay.startup.append(remember_loop)
         return relay
 
-    env = {"RELAY_OAUTH_ENABLED": "true", **extra}
+    # Every test registers its own client from 127.0.0.1: above the default per-address limit.
+    env = {"RELAY_OAUTH_ENABLED": "true", "RELAY_OAUTH_REGISTRATIONS_PER_HOUR": "10000", **extra}
     with (
         mock.patch.object(servers, "create_app", capture),
         relay_in_thread(upstream_base_url, **env) as running,

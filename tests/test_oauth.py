@@ -243,7 +243,7 @@ def test_registration_refuses_redirect_uris_that_are_not_https(gate: OAuthRelay)
         json={"client_name": "Bad", "redirect_uris": ["http://attacker.example/cb"]},
     )
     assert answer.status_code == 400
-    assert oauth_error(answer) == "invalid_client_metadata"
+    assert oauth_error(answer) == "invalid_redirect_uri"
 
 
 def test_confidential_client_needs_its_secret(gate: OAuthRelay) -> None:

@@ -45,7 +45,9 @@ def local_app(relay: Relay) -> FastAPI:
     app.include_router(dashboard_router(relay.keys, relay.engine, session_key(relay.settings)))
     app.include_router(actions_router(relay))
     if relay.settings.oauth_enabled:
-        app.include_router(oauth_router(relay.settings, relay.keys, relay.tokens))
+        app.include_router(
+            oauth_router(relay.settings, relay.keys, relay.tokens, relay.limits.rates)
+        )
     mount_mcp(app, relay)
 
     @app.exception_handler(HTTPException)

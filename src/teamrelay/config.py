@@ -148,9 +148,10 @@ class Settings(StoreSettings):
     )
     oauth_access_ttl: int = Field(3600, gt=0, le=86400, validation_alias="RELAY_OAUTH_ACCESS_TTL")
     oauth_refresh_ttl: int = Field(30 * 86400, gt=0, validation_alias="RELAY_OAUTH_REFRESH_TTL")
-    # Dynamic registrations one client address may make in an hour.
+    # Dynamic registrations one client address may make in an hour (ChatGPT registers its
+    # connectors from OpenAI's addresses, so a large team may need more).
     oauth_registrations_per_hour: int = Field(
-        10, gt=0, validation_alias="RELAY_OAUTH_REGISTRATIONS_PER_HOUR"
+        20, gt=0, validation_alias="RELAY_OAUTH_REGISTRATIONS_PER_HOUR"
     )
     mcp_vector_stores: CommaList = Field((), validation_alias="RELAY_MCP_VECTOR_STORES")
 

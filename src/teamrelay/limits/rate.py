@@ -179,6 +179,11 @@ class RateLimits:
                 raise _refusal("requests", rpm, stats.remaining, stats.reset_time, "")
         return charge
 
+    async def hit(self, item: RateLimitItem, what: str, identifier: str) -> bool:
+        """One hit of a limit that is not a key's (e.g. OAuth registrations per address), in
+        the same storage, so instances sharing Redis share it; False when it is spent."""
+        return bool(await _done(self._requests.hit(item, what, identifier)))
+
     async def _give_back(self, counter: Counter, amount: int) -> None:
         """Never below zero, so a refund cannot become credit in the next minute."""
         held = await _done(self.storage.get(counter.key))

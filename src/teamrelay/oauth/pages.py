@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -19,13 +20,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 CSRF_COOKIE = "teamrelay_csrf"
+_CSP_HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
 CSRF_FIELD = "csrf"
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;"
     "color:#222}input[type=password],input[type=text]{width:100%;padding:.5rem;font-size:1rem;"
     "box-sizing:border-box}button{padding:.5rem 1.2rem;font-size:1rem;margin:.8rem .5rem 0 0}"
     ".error{color:#a00}code{word-break:break-all;background:#f3f3f3;padding:.3rem;display:block}"
-    ".muted{color:#666;font-size:.9rem}"
+    ".muted{color:#666;font-size:.9rem}.warning{color:#8a4b00;font-weight:600}"
+    ".host{font-size:1.2rem}"
 )
 # Fills the invite form from the link's fragment (#tri_...), which the server never sees.
 _INVITE_SCRIPT = (
@@ -50,9 +53,29 @@ def csrf_ok(request: Request, form: Mapping[str, str]) -> bool:
     return bool(cookie) and secrets.compare_digest(cookie.encode(), sent.encode())
 
 
+def redirect_host(uri: str) -> str:
+    """The host (and port) a redirect URI sends the member to: no user info, which could
+    make `https://chatgpt.com@evil.example/` read as chatgpt.com."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if host and port is not None else host
+
+
 def _origin(uri: str) -> str:
+    """The redirect's origin as a CSP source, rebuilt from its parsed parts: only a scheme of
+    letters and a plain host name (CSP host sources have no IPv6 form) and port, so no
+    redirect URI can add a directive (`;`), a second policy (`,`) or a source (space)."""
     parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    host = redirect_host(uri)
+    if parts.scheme not in ("http", "https") or not _CSP_HOST.fullmatch(host):
+        return ""
+    return f"{parts.scheme}://{host}"
 
 
 def page(
@@ -109,6 +132,7 @@ def sign_in(
     request: Request,
     *,
     client_name: str,
+    self_registered: bool,
     redirect_uri: str,
     scopes: Sequence[str],
     params: Mapping[str, str],
@@ -116,11 +140,21 @@ def sign_in(
     error: str = "",
     status: int = 200,
 ) -> Response:
-    host = urlsplit(redirect_uri).netloc
+    """The consent page. Anyone can register a client under any name (RFC 7591), so what the
+    member can trust is the host they will be sent to, shown on its own, and whether the
+    operator made the client or it registered itself."""
+    host = redirect_host(redirect_uri)
     problem = f'<p class="error">{escape(error)}</p>' if error else ""
+    origin = (
+        '<p class="warning">This app registered itself: its name is not checked by your '
+        "team. Sign in only if you expect to be sent to the address below.</p>"
+        if self_registered
+        else '<p class="muted">This app was set up by your team\'s relay operator.</p>'
+    )
     body = (
         f"<p><b>{escape(client_name)}</b> wants to use this team's OpenAI relay as you "
-        f"({escape(', '.join(scopes))}). You will be sent back to <b>{escape(host)}</b>.</p>"
+        f"({escape(', '.join(scopes))}).</p>{origin}"
+        f'<p>After you sign in you will be sent to <b class="host">{escape(host)}</b>.</p>'
         f"{problem}"
         '<form method="post" action="/oauth/authorize" autocomplete="off">'
         f"{_hidden({**params, CSRF_FIELD: csrf[0]})}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -23,14 +24,18 @@ from authlib.common.urls import add_params_to_uri  # type: ignore[import-untyped
 from authlib.oauth2 import OAuth2Error  # type: ignore[import-untyped]
 from authlib.oauth2.rfc6749 import (  # type: ignore[import-untyped]
     InsecureTransportError,
+    InvalidClientError,
     InvalidRequestError,
 )
+from authlib.oauth2.rfc7591 import InvalidClientMetadataError  # type: ignore[import-untyped]
 from fastapi import APIRouter
+from limits import RateLimitItemPerHour
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from teamrelay.config import Settings
 from teamrelay.keys.store import KeyNotFound, KeyRecord, KeyStore
+from teamrelay.limits.rate import RateLimits
 from teamrelay.oauth import pages
 from teamrelay.oauth.server import (
     AUTH_METHODS,
@@ -70,6 +75,18 @@ _OAUTH_PARAMS = (
     "resource",
 )
 _MAX_BODY = 64 * 1024
+_NAME = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+_NAMES = re.compile(r"[A-Za-z0-9._~:-]+(?: [A-Za-z0-9._~:-]+)*")
+_PRINTABLE = re.compile(r"[\x20-\x7e]{0,4096}")
+_NAME_PARAMETERS = frozenset(
+    {"response_type", "grant_type", "token_type_hint", "code_challenge_method", "decision"}
+)
+_METADATA_STRINGS = frozenset({"client_name", "token_endpoint_auth_method", "scope"})
+_METADATA_LISTS = frozenset({"redirect_uris", "grant_types", "response_types"})
+_TOO_MANY = {
+    "error": "too_many_requests",
+    "error_description": "Too many client registrations from this address: try again later.",
+}
 Answer = tuple[int, Any, list[tuple[str, str]]]
 
 
@@ -148,11 +165,19 @@ def _json(answer: Answer, issuer: str | None = None) -> Response:
 
 
 def _single_values(items: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Every parameter once (RFC 6749 section 3.1: none may repeat)."""
+    """Every parameter once (RFC 6749 section 3.1: none may repeat), each of the characters
+    RFC 6749 appendix A allows it: printable ASCII, and names for the ones that are names.
+    Refused before Authlib sees them, since it echoes some values in its error descriptions
+    and raises ValueError for a description with characters an error may not carry."""
     values: dict[str, str] = {}
     for name, value in items:
+        if not _NAME.fullmatch(name):
+            continue  # no OAuth parameter: ignored, as unknown ones are (section 3.1)
         if name in values:
             raise InvalidRequestError(f"'{name}' is repeated.")
+        grammar = _NAMES if name in _NAME_PARAMETERS else _PRINTABLE
+        if not grammar.fullmatch(value):
+            raise InvalidRequestError(f"'{name}' has characters OAuth does not allow there.")
         values[name] = value
     return values
 
@@ -176,6 +201,31 @@ async def _form(request: Request) -> dict[str, str]:
     return _single_values(parse_qsl(text, keep_blank_values=True))
 
 
+def _client_metadata(body: bytes) -> dict[str, Any]:
+    """The RFC 7591 metadata the relay uses, each of its type; the rest is ignored, as
+    section 2 lets a server do. Anything else (not JSON, too deep, odd types) is a 400."""
+    try:
+        document = json.loads(body or b"{}")
+    except (ValueError, RecursionError):
+        raise InvalidClientMetadataError("The body is not a JSON object.") from None
+    if not isinstance(document, dict):
+        raise InvalidClientMetadataError("The body is not a JSON object.")
+    metadata: dict[str, Any] = {}
+    for name in _METADATA_STRINGS & document.keys():
+        value = document[name]
+        if not isinstance(value, str) or not 0 < len(value) <= 200 or not value.isprintable():
+            raise InvalidClientMetadataError(f"'{name}' must be a short printable string.")
+        metadata[name] = value
+    for name in _METADATA_LISTS & document.keys():
+        value = document[name]
+        if not (isinstance(value, list) and 0 < len(value) <= 10) or not all(
+            isinstance(item, str) and 0 < len(item) <= 2000 for item in value
+        ):
+            raise InvalidClientMetadataError(f"'{name}' must be a list of 1 to 10 strings.")
+        metadata[name] = value
+    return metadata
+
+
 def _basic_client_id(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("basic "):
@@ -187,13 +237,33 @@ def _basic_client_id(request: Request) -> str | None:
     return unquote(decoded.split(":", 1)[0]) or None
 
 
+def _readable_basic(request: Request) -> None:
+    """Basic client credentials must decode to text: Authlib decodes them as UTF-8 and
+    raises UnicodeDecodeError (a 500) for other bytes, so those are refused here."""
+    parts = request.headers.get("authorization", "").split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != "basic":
+        return
+    try:
+        base64.b64decode(parts[1]).decode()
+    except binascii.Error:
+        return  # Authlib reads these as no credentials
+    except UnicodeDecodeError:
+        raise InvalidClientError(description="The Basic credentials are not UTF-8.") from None
+
+
 class OAuthRoutes:
     """What the endpoints share: the Authlib server, the store, the relay's keys and tokens."""
 
-    def __init__(self, settings: Settings, keys: KeyStore, tokens: OAuthTokens) -> None:
+    def __init__(
+        self, settings: Settings, keys: KeyStore, tokens: OAuthTokens, rates: RateLimits
+    ) -> None:
         self.settings = settings
         self.keys = keys
         self.tokens = tokens
+        self.rates = rates
+        self.registrations = RateLimitItemPerHour(
+            settings.oauth_registrations_per_hour, namespace="teamrelay"
+        )
         self.store: OAuthStore = tokens.store
         self.server = RelayAuthorizationServer()
 
@@ -278,6 +348,7 @@ class OAuthRoutes:
         return pages.sign_in(
             request,
             client_name=client.name,
+            self_registered=client.registered_by == "dynamic",
             redirect_uri=grant.redirect_uri,
             scopes=scope_list(grant.request.scope),
             params=kept,
@@ -346,6 +417,7 @@ class OAuthRoutes:
         work = self.unit(request)
         try:
             form = await _form(request)
+            _readable_basic(request)
             oauth_request = self._form_request(request, form)
         except OAuth2Error as error:
             return _json(self.server.handle_error_response(None, error))
@@ -393,6 +465,7 @@ class OAuthRoutes:
         work = self.unit(request)
         try:
             form = await _form(request)
+            _readable_basic(request)
             revocation = self._form_request(request, form)
         except OAuth2Error as error:
             return _json(self.server.handle_error_response(None, error))
@@ -415,16 +488,14 @@ class OAuthRoutes:
     async def register(self, request: Request) -> Response:
         work = self.unit(request)
         uri = public_uri(self.settings, request)
+        address = request.client.host if request.client else "unknown"
+        if not await self.rates.hit(self.registrations, "oauth-registrations", address):
+            return _json((429, _TOO_MANY, [("Retry-After", "3600")]))
         try:
             InsecureTransportError.check(uri)
-            body = json.loads(await _small_body(request) or b"{}")
+            metadata = _client_metadata(await _small_body(request))
         except OAuth2Error as error:
             return _json(self.server.handle_error_response(None, error))
-        except (ValueError, RecursionError):
-            body = None
-        if not isinstance(body, dict):
-            body = {}
-        metadata = {k: v for k, v in body.items() if k != "software_statement"}
         oauth_request = BodyRequest(uri, metadata, request.headers)
         with running(work):
             answer = self.server.create_endpoint_response("client_registration", oauth_request)
@@ -481,8 +552,10 @@ class OAuthRoutes:
         return pages.key_shown_once(request, record.name, secret)
 
 
-def oauth_router(settings: Settings, keys: KeyStore, tokens: OAuthTokens) -> APIRouter:
-    routes = OAuthRoutes(settings, keys, tokens)
+def oauth_router(
+    settings: Settings, keys: KeyStore, tokens: OAuthTokens, rates: RateLimits
+) -> APIRouter:
+    routes = OAuthRoutes(settings, keys, tokens, rates)
     router = APIRouter(include_in_schema=False)
 
     @router.get("/.well-known/oauth-authorization-server")

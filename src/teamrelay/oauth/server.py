@@ -24,7 +24,9 @@ What the specs ask, and where it is done:
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import logging
+import re
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -50,7 +52,7 @@ from authlib.oauth2.rfc6750 import BearerTokenGenerator  # type: ignore[import-u
 from authlib.oauth2.rfc7009 import RevocationEndpoint  # type: ignore[import-untyped]
 from authlib.oauth2.rfc7591 import (  # type: ignore[import-untyped]
     ClientRegistrationEndpoint,
-    InvalidClientMetadataError,
+    InvalidRedirectURIError,
 )
 from authlib.oauth2.rfc7636 import CodeChallenge  # type: ignore[import-untyped]
 
@@ -259,23 +261,50 @@ class Registration(ClientRegistrationEndpoint):  # type: ignore[misc]
     ) -> dict[str, Any]:
         uris = client_metadata.get("redirect_uris") or []
         if not uris or not all(allowed_redirect_uri(uri) for uri in uris):
-            raise InvalidClientMetadataError(
-                "redirect_uris must be https URLs (or http on localhost) without fragments"
+            raise InvalidRedirectURIError(
+                "redirect_uris must be absolute https URLs (or http to localhost, 127.0.0.1 or "
+                "[::1]) with a plain host, no user info, fragment, ';', ',', spaces or controls"
             )
         unit().registered = client_metadata
         return client_metadata
 
 
+# RFC 3986's characters without `#` (no fragments, RFC 6749 section 3.1.2) and `;`, `,`
+# (which separate Content-Security-Policy directives and policies); no spaces or controls.
+_URI_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?\[\]@!$&'()*+=%]{1,2000}")
+_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+HOST_NAME = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def allowed_redirect_uri(uri: str) -> bool:
+    """An absolute https URL, or http to this machine's loopback (RFC 8252 section 7.3 for
+    native apps), with a plain host name or address, no user info and no fragment."""
+    if not _URI_CHARACTERS.fullmatch(uri) or _PERCENT.search(uri):
+        return False
     try:
         parts = urlsplit(uri)
+        parts.port  # noqa: B018 (raises ValueError for a bad one)
     except ValueError:
         return False
-    if parts.fragment or not parts.hostname:
+    host = parts.hostname
+    if host is None or "@" in parts.netloc:
+        return False
+    if not (HOST_NAME.fullmatch(host) or _is_address(host)):
         return False
     if parts.scheme == "https":
         return True
-    return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+    return parts.scheme == "http" and host in LOOPBACK_HOSTS
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class RelayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
