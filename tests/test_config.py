@@ -48,6 +48,8 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("RELAY_CONNECT_TIMEOUT", "-1"),
         ("RELAY_AUTH_ENABLED", "perhaps"),
         ("RELAY_MAX_BODY_BYTES", "lots"),
+        ("RELAY_SEND_TIMEOUT", "0"),
+        ("RELAY_UPSTREAM_CA_FILE", "/nonexistent/ca.pem"),
     ],
 )
 def test_a_bad_value_names_its_variable(

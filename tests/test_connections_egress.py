@@ -10,13 +10,16 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 
 from egressproxy import egress_proxy
-from teamrelay.config import ConfigError
+from servers import relay_env
+from teamrelay.app import create_app
+from teamrelay.config import ConfigError, Settings
 from teamrelay.connections import ConnectFailed, ConnectionPool
 from teamrelay.egress import Proxy, parse_proxy, upstream_proxy
 from test_connections import OK, WAIT, RawServer, answer_each, fetch
@@ -219,3 +222,10 @@ async def test_a_name_that_does_not_resolve_says_dns(monkeypatch: pytest.MonkeyP
             await fetch(pool)
     assert caught.value.reason == "DNS lookup failed"
     assert "api.openai.invalid" in str(caught.value)
+
+
+def test_a_bad_proxy_stops_the_relay_at_start_up_with_one_line(tmp_path: Path) -> None:
+    env = relay_env("https://api.openai.com/v1", str(tmp_path))
+    settings = Settings(_env_file=None, RELAY_UPSTREAM_PROXY="socks5://proxy:1080", **env)  # type: ignore[call-arg]
+    with pytest.raises(SystemExit, match="RELAY_UPSTREAM_PROXY must be an http:// proxy URL"):
+        create_app(settings)
