@@ -9,6 +9,8 @@ from pathlib import Path
 
 import openai
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from egressproxy import egress_proxy
 from fakeupstream import FakeUpstream
@@ -83,22 +85,32 @@ async def test_no_proxy_naming_the_upstream_sends_it_direct(
     assert proxy.requests == []
 
 
-async def test_a_proxy_refusing_the_relay_is_a_502_that_says_so(
-    upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_what_the_proxy_refuses_is_a_502_that_says_so_never_a_407(
+    upstream: FakeUpstream, caplog: pytest.LogCaptureFixture, scheme: str
 ) -> None:
-    caplog.set_level(logging.WARNING)
+    """For an https upstream the tunnel is refused; for an http one, each request."""
+    caplog.set_level(logging.DEBUG, logger="teamrelay")
     with (
         egress_proxy(credentials=(USER, PASSWORD)) as proxy,
         relay_in_thread(
-            upstream.base_url.replace("http://", "https://"),
+            upstream.base_url.replace("http://", f"{scheme}://"),
             RELAY_UPSTREAM_PROXY=proxy.url(USER, "not-" + PASSWORD),
         ) as relay,
     ):
         sdk = openai.AsyncOpenAI(base_url=relay.base_url, api_key=RELAY_KEY, max_retries=0)
-        with pytest.raises(openai.APIStatusError) as caught:
-            await sdk.models.list()
+        with pytest.raises(openai.APIStatusError) as refused:
+            await sdk.chat.completions.create(
+                model="gpt-5-mini", messages=[{"role": "user", "content": "hi"}]
+            )
         await sdk.close()
-    assert caught.value.status_code == 502
-    assert "egress proxy refused the tunnel (407)" in caught.value.message
+        url = relay.base_url.replace("http://", "ws://") + "/responses"
+        with pytest.raises(InvalidStatus) as caught:
+            async with connect(url, additional_headers={"Authorization": f"Bearer {RELAY_KEY}"}):
+                pass
+    assert refused.value.status_code == 502
+    assert "the egress proxy refused the" in refused.value.message
+    assert caught.value.response.status_code == 502
+    assert b"the egress proxy refused the" in caught.value.response.body
+    assert "(407)" in caplog.text  # the relay's log says why
     assert "not-" + PASSWORD not in caplog.text
-    assert "407" in caplog.text

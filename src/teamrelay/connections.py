@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import httptools
@@ -127,6 +127,16 @@ class InvalidAnswer(UpstreamError):
     """The upstream's answer broke a limit or HTTP's rules (head size, status code)."""
 
     reason = "the upstream's answer was invalid"
+
+
+class ProxyRefused(ConnectFailed):
+    """A proxy on the way to the upstream asked for authentication (407)."""
+
+    reason = "the egress proxy refused the request (407)"
+
+
+def _invalid(what: str) -> InvalidAnswer:
+    return InvalidAnswer(f"the upstream sent {what}")
 
 
 class ClientLeft(UpstreamError):
@@ -248,7 +258,8 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._header_bytes = 0
         self._header_count = 0
-        self._invalid: str | None = None
+        # Why a callback stopped the parser: the error the exchange fails with.
+        self._failure: UpstreamError | None = None
 
     # asyncio.Protocol
 
@@ -265,24 +276,23 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._invalid = "an upgrade (101) the relay did not ask for"
-            self._refuse()
+            self._refuse(_invalid("an upgrade (101) the relay did not ask for"))
         except httptools.HttpParserError as exc:
-            if self._invalid is None:
-                self._broke(ConnectionBroke(f"unparsable answer: {exc}"))
-                self.drop()
-            else:
-                self._refuse()
+            self._refuse(self._failure or ConnectionBroke(f"unparsable answer: {exc}"))
         else:
             if not response.status:
                 self._head_bytes += len(data)
                 if self._head_bytes > HEAD_LIMIT:
-                    self._invalid = f"an answer head over {HEAD_LIMIT} bytes"
-                    self._refuse()
+                    self._refuse(_invalid(f"an answer head over {HEAD_LIMIT} bytes"))
 
-    def _refuse(self) -> None:
-        self._broke(InvalidAnswer(f"the upstream sent {self._invalid}"))
+    def _refuse(self, error: UpstreamError) -> None:
+        self._broke(error)
         self.drop()
+
+    def _stop(self, error: UpstreamError) -> NoReturn:
+        """From a parser callback: the parser stops, and the exchange fails with `error`."""
+        self._failure = error
+        raise error
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
@@ -317,8 +327,7 @@ class _Connection(asyncio.Protocol):
         if response is None or response.complete:
             # A second answer, even its first byte, in the same read as the first: the
             # connection is out of step.
-            self._invalid = "more than one answer to one request"
-            raise InvalidAnswer(self._invalid)
+            self._stop(_invalid("more than one answer to one request"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         response = self.response
@@ -328,11 +337,9 @@ class _Connection(asyncio.Protocol):
         self._header_count += 1
         self._header_bytes += size
         if size > _LINE_LIMIT or self._header_count > _HEADER_COUNT_LIMIT:
-            self._invalid = f"a header line over {_LINE_LIMIT} bytes or too many headers"
-            raise InvalidAnswer(self._invalid)
+            self._stop(_invalid(f"a header line over {_LINE_LIMIT} bytes or too many headers"))
         if self._header_bytes > HEAD_LIMIT:
-            self._invalid = f"an answer head over {HEAD_LIMIT} bytes"
-            raise InvalidAnswer(self._invalid)
+            self._stop(_invalid(f"an answer head over {HEAD_LIMIT} bytes"))
         key = name.lower()
         if key in _READ:
             response._read.setdefault(key, value)
@@ -345,8 +352,11 @@ class _Connection(asyncio.Protocol):
             return
         status = self._parser.get_status_code()
         if not 100 <= status <= 599 or status == 101:
-            self._invalid = f"the status code {status}"
-            raise InvalidAnswer(self._invalid)
+            self._stop(_invalid(f"the status code {status}"))
+        if status == 407:
+            # Proxy authentication: only a proxy on the way asks for it, never the API, and the
+            # relay's client has no proxy to sign in to.
+            self._stop(ProxyRefused("a proxy on the way to the upstream answered 407"))
         if status < 200:
             response.headers = []  # an interim answer (100 Continue): the real one follows
             response._read = {}

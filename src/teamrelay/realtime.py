@@ -31,6 +31,7 @@ from teamrelay.headers import REQUEST_ID, response_headers, text_headers
 from teamrelay.ledger.recorder import LedgerEntry
 from teamrelay.limits.gate import Admitted
 from teamrelay.tap.usage import usage_from
+from teamrelay.upstream import session_failure
 
 if TYPE_CHECKING:
     from teamrelay.gateway import Relay
@@ -237,7 +238,7 @@ class RealtimeBridge:
         limits = self.relay.limits
         admitted = await limits.admit(key, operation, None) if key and key.limits else None
         try:
-            upstream = await self._connect(scope["headers"], target, protocols)
+            upstream = await self._connect(scope["headers"], target, protocols, request_id)
         except RelayError:
             if admitted is not None:
                 limits.release(admitted)
@@ -260,7 +261,11 @@ class RealtimeBridge:
         return upstream, session
 
     async def _connect(
-        self, client_headers: list[tuple[bytes, bytes]], target: str, protocols: list[str]
+        self,
+        client_headers: list[tuple[bytes, bytes]],
+        target: str,
+        protocols: list[str],
+        relay_request_id: bytes,
     ) -> aiohttp.ClientWebSocketResponse:
         upstream = self.relay.upstream
         headers = text_headers(
@@ -278,6 +283,8 @@ class RealtimeBridge:
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
             )
         except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 407:  # a proxy on the way, never the API: not the client's to answer
+                raise bad_gateway("the egress proxy refused the request (407)") from None
             status = exc.status if exc.status >= 400 else 502
             request_id = exc.headers.get("x-request-id") if exc.headers else None
             suffix = f" (upstream request {request_id})" if request_id else ""
@@ -289,7 +296,14 @@ class RealtimeBridge:
         except TimeoutError:
             raise gateway_timeout("opening the WebSocket") from None
         except aiohttp.ClientError as exc:
-            raise bad_gateway(type(exc).__name__) from None
+            reason = session_failure(exc)
+            logger.warning(
+                "upstream WebSocket failed (%s): %s [request %s]",
+                reason,
+                type(exc).__name__,  # its text can hold the proxy's URL, credentials and all
+                relay_request_id.decode("latin-1"),
+            )
+            raise bad_gateway(reason) from None
 
     async def _bridge(
         self,

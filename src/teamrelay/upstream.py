@@ -9,6 +9,7 @@ the same CAs (`RELAY_UPSTREAM_CA_FILE`, else the system's, which `SSL_CERT_FILE`
 
 from __future__ import annotations
 
+import errno
 import ssl
 
 import aiohttp
@@ -83,3 +84,19 @@ class Upstream:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def session_failure(exc: aiohttp.ClientError) -> str:
+    """The phase a failure of the aiohttp session names to the client, in the pass-through's
+    words (`connections.UpstreamError.reason`); aiohttp's messages can hold proxy URLs."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate verification failed"
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return f"the egress proxy refused the tunnel ({exc.status})"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return "the egress proxy could not be reached"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "DNS lookup failed"
+    if isinstance(exc, aiohttp.ClientConnectorError) and exc.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    return type(exc).__name__
