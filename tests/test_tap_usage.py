@@ -301,9 +301,8 @@ def _answer(tools: list[dict[str, Any]], model: str = "gpt-5") -> dict[str, Any]
 def _stream(tools: list[dict[str, Any]], model: str = "gpt-5") -> bytes:
     body = {"model": model, "input": "look it up", "tools": tools}
     events = generation.response_events(body, "resp_t")
-    return sse(
-        *(p for _, p in fake_tools.stream_with_tool_calls(events, fake_tools.tool_items(body)))
-    )
+    calls = fake_tools.stream_with_tool_calls(events, fake_tools.tool_items(body))
+    return sse(*(payload for _, payload in calls), event_names=True)
 
 
 ALL_TOOLS = [
@@ -419,8 +418,6 @@ def test_an_answer_too_big_to_parse_still_counts_its_image_calls() -> None:
         for item in output
     ]
     tap = Tap.for_response("text/event-stream", None)
-    run(
-        tap,
-        sse({"type": "response.created", "response": dict(RESPONSE, usage=None)}, *added, final),
-    )
+    created = {"type": "response.created", "response": dict(RESPONSE, usage=None)}
+    run(tap, sse(created, *added, final, event_names=True))
     assert calls_of(tap) == (ToolCall("image_generation"),) * 2

@@ -23,6 +23,7 @@ from teamrelay.tap.usage import (
     id_in_head,
     loads,
     model_in_head,
+    tally_of,
     usage_from,
     usage_in_tail,
 )
@@ -35,6 +36,9 @@ _USAGE = b'"usage"'
 _USAGE_NULL = b'"usage":null'
 _DONE = b"[DONE]"
 _NO_CHOICES = b'"choices":[]'
+# A Responses stream's output item events: a tool call's shows it even when the final event
+# is too big to parse (a generated image's).
+_ITEM = b"event: response.output_item."
 
 
 class Tap:
@@ -104,9 +108,7 @@ class Tap:
         if usage is not None:
             self.usage = usage_from(usage) or self.usage
         if "output" in about or "item" in obj or _searches(about):
-            if self.tools is None:
-                self.tools = ToolTally()
-            self.tools.absorb(obj, about)
+            self.tools = tally_of(self.tools, obj, about)
 
 
 def _searches(answer: dict[str, Any]) -> bool:
@@ -241,7 +243,9 @@ class SseTap(Tap):
             return None
         if self._seen_first:
             count = raw.count(_USAGE)
-            if (not count or count == raw.count(_USAGE_NULL)) and TOOL_MARK not in raw:
+            if (not count or count == raw.count(_USAGE_NULL)) and not (
+                raw.startswith(_ITEM) and TOOL_MARK in raw
+            ):
                 return None
         event = parse_event(raw)
         if event is None or event.data == _DONE:

@@ -246,6 +246,29 @@ class ToolTally:
         return ToolCall("web_search")
 
 
+def tally_of(
+    tally: ToolTally | None, obj: dict[str, Any], about: dict[str, Any]
+) -> ToolTally | None:
+    """`tally` with what `obj` shows; a tally is made only for an answer that offers or calls
+    a tool (or comes from a search model), so a plain answer costs a few lookups."""
+    if tally is None:
+        if not (about.get("tools") or _calls_tools(obj, about) or "choices" in about):
+            return None
+        tally = ToolTally()
+    tally.absorb(obj, about)
+    return tally
+
+
+def _calls_tools(obj: dict[str, Any], about: dict[str, Any]) -> bool:
+    item = obj.get("item")
+    if isinstance(item, dict) and item.get("type") in _TOOL_ITEMS:
+        return True
+    output = about.get("output")
+    return isinstance(output, list) and any(
+        isinstance(entry, dict) and entry.get("type") in _TOOL_ITEMS for entry in output
+    )
+
+
 def tool_calls_of(tally: ToolTally | None) -> tuple[ToolCall, ...]:
     return tally.calls() if tally is not None else ()
 
