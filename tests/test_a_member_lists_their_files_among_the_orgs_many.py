@@ -19,6 +19,7 @@ import pytest
 from fakeupstream import FakeUpstream
 from servers import RELAY_KEY, UPSTREAM_KEY, relay_in_thread
 from teamkeys import create_keys
+from teamrelay.isolation import listing
 
 ORG_FILES = 10_000
 ALICE_FILES = 10
@@ -131,3 +132,31 @@ def test_what_a_list_costs_the_upstream_counts_against_the_members_rpm(
         assert upstream_calls(upstream, "/v1/vector_stores") == 3
         with pytest.raises(openai.RateLimitError):  # 3 creates + 1 list + 2 more calls = 6
             carol.vector_stores.retrieve(stores[0])
+
+
+def test_a_page_ends_early_rather_than_retrieve_without_end(
+    upstream: FakeUpstream,
+    relay_url: str,
+    secrets: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past its retrieves a request answers the ids it settled, with has_more: the SDK's
+    auto-pagination still sees every store once, in order, and no request runs long."""
+    monkeypatch.setattr(listing, "RETRIEVES_A_REQUEST", 2)
+    with (
+        client(relay_url, secrets["alice"]) as alice,
+        openai.OpenAI(base_url=upstream.base_url, api_key=UPSTREAM_KEY) as direct,
+    ):
+        stores = []
+        for index in range(6):
+            stores.append(alice.vector_stores.create(name=f"alice-{index}").id)
+            for other in range(110):
+                direct.vector_stores.create(name=f"org-{index}-{other}")
+        upstream.clear_log()
+        pages = alice.vector_stores.list(limit=20)
+        seen = [store.id for page in pages.iter_pages() for store in page.data]
+        assert seen == stores[::-1]
+        lists = upstream.requests_to("/v1/vector_stores")
+        retrieves = upstream_calls(upstream, "/v1/vector_stores/")
+        assert retrieves == 6  # 110 others between hers: no page of 100 holds one, so each
+        assert len(lists) == 3  # 3 requests of 2 stores each, with a page of the list each

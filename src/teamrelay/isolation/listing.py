@@ -37,6 +37,9 @@ from teamrelay.upstream import Upstream
 
 MAX_LIMIT: Final = 10_000
 _RETRIEVES_AT_ONCE: Final = 8
+# Retrieves one list request makes at most: past them the page ends early (has_more), so a
+# page of ids the upstream's list pages missed never takes longer than an Action may wait.
+RETRIEVES_A_REQUEST = 100
 _PAGING: Final = frozenset({"limit", "after", "before", "order"})
 # Query parameters of list operations that shape the answer without selecting objects.
 _NOT_FILTERS: Final = _PAGING | {"include", "include[]", "order_by"}
@@ -142,6 +145,7 @@ EMPTY_LIST: Final = (
 class _Found:
     items: dict[str, dict[str, Any]]
     gone: list[str]
+    settled: int  # how many of the ids, from the first, are decided
 
 
 class _Fetcher:
@@ -171,6 +175,7 @@ class _Fetcher:
         self.paging = paging
         self.retrievable = retrievable
         self.calls = 0
+        self._retrieves_left = RETRIEVES_A_REQUEST
         # The list's first page (all of it, for a collection without retrieves), once read,
         # and whether it was the whole list.
         self._top: dict[str, dict[str, Any]] | None = None
@@ -220,13 +225,16 @@ class _Fetcher:
                 return
             after = listed[-1]["id"]
 
-    async def objects(self, ids: list[str], walk_from: str | None) -> _Found:
+    async def objects(self, ids: list[str], walk_from: str | None, *, progress: bool) -> _Found:
         """The current objects of `ids` that pass the filters, and the ids the upstream lost.
 
         A filter is sure to be honoured only from the top of the list, so a filtered list
         reads the upstream's first page (once a request); without a filter the page from
         `walk_from` (the key's id just before `ids`) is read. A page that ends the list holds
-        every object that passes. The ids still missing are retrieved one by one.
+        every object that passes. The ids still missing are retrieved one by one, up to
+        `RETRIEVES_A_REQUEST`; past them only the first ids are settled, once the answer
+        holds an object (`progress`, or one among them): an empty page would end the SDK's
+        paging.
         """
         pool = self._top or {}
         whole = self._top_is_all
@@ -241,14 +249,29 @@ class _Fetcher:
         items = {object_id: pool[object_id] for object_id in ids if object_id in pool}
         missing = [object_id for object_id in ids if object_id not in items]
         if not missing or (whole and self.filters) or not self.retrievable:
-            return _Found(items, [])
+            return _Found(items, [], len(ids))
+        now = missing[: max(self._retrieves_left, 0)]
+        gone = await self._settle(now, items)
+        settled = len(ids)
+        if len(now) < len(missing):
+            settled = ids.index(missing[len(now)])
+            if not (progress or any(object_id in items for object_id in ids[:settled])):
+                gone += await self._settle(missing[len(now) :], items)
+                settled = len(ids)
+        return _Found(items, gone, settled)
+
+    async def _settle(self, missing: list[str], items: dict[str, dict[str, Any]]) -> list[str]:
+        """Retrieves `missing` into `items` where they pass; returns those that are gone."""
+        if not missing:
+            return []
+        self._retrieves_left -= len(missing)
         gone = []
         for object_id, item in (await self._retrieve(missing)).items():
             if item is None:
                 gone.append(object_id)
             elif matches(item, self.filters):
                 items[object_id] = item
-        return _Found(items, gone)
+        return gone
 
     async def _retrieve(self, object_ids: list[str]) -> dict[str, dict[str, Any] | None]:
         """Each object by id; None for one the upstream does not know (404)."""
@@ -336,9 +359,13 @@ async def list_owned(
                 break
             # The upstream walks in the list's order, from the key's id just before the page.
             walk_from = (rest[0] if rest else None) if backward else position
-            found = await fetcher.objects(page, walk_from)
+            found = await fetcher.objects(page, walk_from, progress=bool(kept))
             await owners.forget(key_id, found.gone)
-            kept.extend(found.items[object_id] for object_id in page if object_id in found.items)
+            settled = page[: found.settled]
+            kept.extend(found.items[object_id] for object_id in settled if object_id in found.items)
+            if len(settled) < len(page):
+                has_more = True  # the rest next time, from the last object answered
+                break
             if len(kept) == want or not rest:
                 has_more = bool(rest) and len(kept) == want
                 break
