@@ -67,7 +67,10 @@ def create_client(
     """Create a client and print its secret, once (its id goes to stderr)."""
     bad = [uri for uri in redirect_uri if not allowed_redirect_uri(uri)]
     if bad:
-        problem = f"{bad[0]!r}: use https (or http on localhost), no fragment"
+        problem = (
+            f"{bad[0]!r}: use an absolute https URL (or http to localhost, 127.0.0.1, [::1]) "
+            "with a plain host; no user info, fragment, ';', ',', spaces or controls"
+        )
         raise typer.BadParameter(problem, param_hint="--redirect-uri")
     client, secret = _run(
         lambda store, _: store.create_client(
