@@ -24,14 +24,15 @@ WORKFLOW = {"id": "wf_support"}
 @pytest.fixture
 def team(upstream: FakeUpstream, tmp_path: Path) -> Iterator[dict[str, openai.OpenAI]]:
     url = f"sqlite+aiosqlite:///{tmp_path}/team.db"
-    secrets = create_keys(url, alice={}, bob={})
+    secrets = create_keys(url, alice={}, bob={}, dave={"rpm": 3})
     with (
         relay_in_thread(upstream.base_url, RELAY_DATABASE_URL=url) as relay,
         openai.OpenAI(base_url=relay.base_url, api_key=secrets["alice"], max_retries=0) as alice,
         openai.OpenAI(base_url=relay.base_url, api_key=secrets["bob"], max_retries=0) as bob,
+        openai.OpenAI(base_url=relay.base_url, api_key=secrets["dave"], max_retries=0) as dave,
         openai.OpenAI(base_url=relay.base_url, api_key=RELAY_KEY, max_retries=0) as admin,
     ):
-        yield {"alice": alice, "bob": bob, "admin": admin}
+        yield {"alice": alice, "bob": bob, "dave": dave, "admin": admin}
 
 
 def test_chatkit_threads_belong_to_the_member_who_made_their_users_sessions(
@@ -92,3 +93,14 @@ def test_a_member_with_several_users_names_the_one_to_list(
     with pytest.raises(openai.BadRequestError):
         alice.beta.chatkit.threads.list()
     assert [t.id for t in alice.beta.chatkit.threads.list(user="abe")] == [abes]
+
+
+def test_asking_the_upstream_who_a_thread_is_for_counts_against_the_rpm(
+    upstream: FakeUpstream, team: dict[str, openai.OpenAI]
+) -> None:
+    dave = team["dave"]  # 3 requests a minute
+    dave.beta.chatkit.sessions.create(user="dan", workflow=WORKFLOW)
+    thread = upstream.add_chatkit_thread("dan")
+    assert dave.beta.chatkit.threads.retrieve(thread).id == thread  # 2 upstream calls
+    with pytest.raises(openai.RateLimitError):
+        dave.beta.chatkit.threads.retrieve(thread)

@@ -219,12 +219,12 @@ class Relay:
                     admitted = await self.limits.admit(key, operation, ticket.body, call.headers)
                 confined = self.isolation.confines(key)
                 if confined:
-                    await self.isolation.check(key.id, operation, path, ticket.body)
+                    charge = partial(self.limits.count_requests, key)  # isolation's own calls
+                    await self.isolation.check(key.id, operation, path, ticket.body, charge)
                     query = call.target.partition("?")[2]
                     if query:
                         await self.isolation.check_query(key.id, query)
                     if self.isolation.lists(operation):
-                        charge = partial(self.limits.count_requests, key)
                         ticket.exchange = await self.isolation.list_owned(
                             self.upstream, call, key.id, operation, send, charge
                         )

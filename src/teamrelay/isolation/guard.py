@@ -79,15 +79,21 @@ class Isolation:
         return mode == "per_key" if mode is not None else self.per_key
 
     async def check(
-        self, key_id: str, operation: Operation, path: str, body: bytes | RequestBody | None
+        self,
+        key_id: str,
+        operation: Operation,
+        path: str,
+        body: bytes | RequestBody | None,
+        charge: Charge | None = None,
     ) -> None:
         """Raises the 404 for the first id in the request that `key_id` does not own: in the
         path, in a JSON body, or in a form's fields (read by `Admission.body(reads_ids=True)`;
-        a multipart body whose head was not read is refused, not taken as naming nothing)."""
+        a multipart body whose head was not read is refused, not taken as naming nothing).
+        An upstream call the check makes (who a ChatKit thread is for) goes to `charge`."""
         scope = self.owned.get(operation)
         if scope is not None:
             object_id = scope.path_id(path)
-            if object_id is not None and await self._owner(scope, object_id) != key_id:
+            if object_id is not None and await self._owner(scope, object_id, charge) != key_id:
                 raise not_found(scope.collection, object_id)
         if operation.operation_id == chatkit.CREATE_SESSION and isinstance(body, bytes):
             await self._claim_user(key_id, body)
@@ -118,11 +124,13 @@ class Isolation:
         elif owner != key_id:
             raise chatkit.user_taken()
 
-    async def _owner(self, scope: Scope, object_id: str) -> str | None:
+    async def _owner(self, scope: Scope, object_id: str, charge: Charge | None) -> str | None:
         if scope.collection not in self.owned.user_scoped:
             return await self.owners.owner_of(object_id)
         owner = await self.owners.owner_of(object_id, recheck=False)
         if owner is None and self._upstream is not None and self._headers is not None:
+            if charge is not None:
+                await charge(1)
             headers = self._headers.build([chatkit.BETA], keep_length=False)
             owner = await chatkit.thread_owner(self._upstream, headers, self.owners, object_id)
         return owner
