@@ -303,3 +303,29 @@ def test_settlement_takes_the_tool_calls_the_answer_showed_not_the_reserved_ones
     assert actual_of(cut, guess, prices).usd == pytest.approx(0.05)  # nothing seen: reserved
     cut.tools = (ToolCall("file_search"),)
     assert actual_of(cut, guess, prices).usd == pytest.approx(0.01 + 0.0025)
+
+
+def test_a_spoken_chat_answer_prices_its_audio_tokens_at_the_audio_rate(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/team.db"
+    secrets = asyncio.run(create_keys_async(url, alice={"daily_usd": 1}))
+    with (
+        relay_in_thread(upstream.base_url, RELAY_DATABASE_URL=url) as relay,
+        openai.OpenAI(base_url=relay.base_url, api_key=secrets["alice"], max_retries=0) as sdk,
+    ):
+        answer = sdk.chat.completions.create(
+            model="gpt-audio",
+            modalities=["text", "audio"],
+            audio={"voice": "alloy", "format": "wav"},
+            messages=[{"role": "user", "content": "say hello to the team"}],
+        )
+    assert answer.choices[0].message.audio is not None
+    usage = answer.usage
+    assert usage is not None
+    assert usage.completion_tokens_details is not None
+    spoken = usage.completion_tokens_details.audio_tokens or 0
+    assert spoken > 0
+    text_out = usage.completion_tokens - spoken
+    billed = (usage.prompt_tokens * 2.50 + text_out * 10.00 + spoken * 64.00) / 1e6
+    assert asyncio.run(_costs(url))["/v1/chat/completions"] == pytest.approx([billed])

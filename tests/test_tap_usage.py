@@ -89,7 +89,7 @@ RESPONSE = {
                     "output_tokens": 4,
                 },
             },
-            Usage(14, 4, 0, 0),
+            Usage(14, 4, 0, 0, (14, 0)),
             None,
             None,
         ),

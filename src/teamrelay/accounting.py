@@ -25,7 +25,7 @@ from teamrelay.limits.billed import SHAPED_JSON_OPERATIONS
 from teamrelay.tap.usage import ToolCall, Usage, tool_calls_of, usage_from
 
 Observer = Callable[[LedgerEntry], None]
-_NO_USAGE = (None, None, None, None)
+_NO_USAGE = (None, None, None, None, None)
 
 
 @dataclass(slots=True)
@@ -68,7 +68,14 @@ def outcome_of(ticket: Ticket) -> Outcome:
     tools = _tools(exchange)
     if usage is not None:  # then the status does not matter
         return Outcome(
-            usage[0], usage[1], usage[2], model, exchange.aborted, exchange.status, tools=tools
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_tokens,
+            model,
+            exchange.aborted,
+            exchange.status,
+            tools=tools,
+            audio=usage.audio,
         )
     status, _ = _status_of(ticket, exchange)
     unknown = _usage_unknown(exchange, status)
@@ -110,7 +117,7 @@ def entry_of(ticket: Ticket) -> LedgerEntry:
     status, error_type = _status_of(ticket, exchange)
     key = ticket.key
     ttfb = exchange.ttfb
-    input_tokens, output_tokens, cached_tokens, reasoning_tokens = usage or _NO_USAGE
+    input_tokens, output_tokens, cached_tokens, reasoning_tokens, audio = usage or _NO_USAGE
     return LedgerEntry(
         ts=datetime.now(UTC),
         relay_request_id=ticket.request_id.decode(),
@@ -138,6 +145,7 @@ def entry_of(ticket: Ticket) -> LedgerEntry:
         else None,
         usage_unknown=usage is None and _usage_unknown(exchange, status),
         tools=_tools(exchange),
+        audio=audio,
     )
 
 
@@ -174,6 +182,7 @@ def wrapper_entry(
                 usage.cached_tokens,
                 usage.reasoning_tokens,
             )
+            entry.audio = usage.audio
         if isinstance(document.get("model"), str):
             entry.model = document["model"]
     return entry

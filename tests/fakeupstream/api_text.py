@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import time
 from typing import Any
 
 from aiohttp import web
@@ -46,10 +48,33 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = exchange.body.json()
     require(body, "model", "messages")
     if not body.get("stream"):
-        return json_reply(generation.chat_completion(body))
+        return json_reply(spoken(body, generation.chat_completion(body)))
     fault = exchange.fault
     chunks = generation.chat_chunks(body, fault.sse_events if fault is not None else None)
     return await sse_json_events(request, [(None, chunk) for chunk in chunks], done=True)
+
+
+def spoken(body: dict[str, Any], completion: dict[str, Any]) -> dict[str, Any]:
+    """A completion asked for audio (`modalities` with "audio") as the audio models answer:
+    the reply in `message.audio` (base64 audio and its transcript, no `content`), and as
+    many audio output tokens as transcript words on top of them."""
+    if "audio" not in (body.get("modalities") or []):
+        return completion
+    usage = completion["usage"]
+    for choice in completion["choices"]:
+        message = choice["message"]
+        transcript, message["content"] = message["content"], None
+        message["audio"] = {
+            "id": generation.new_id("audio_", 32),
+            "data": base64.b64encode(transcript.encode()).decode(),
+            "expires_at": int(time.time()) + 3600,
+            "transcript": transcript,
+        }
+    audio = usage["completion_tokens"] - usage["completion_tokens_details"]["reasoning_tokens"]
+    usage["completion_tokens_details"]["audio_tokens"] = audio
+    usage["completion_tokens"] += audio
+    usage["total_tokens"] += audio
+    return completion
 
 
 @routes.post("/v1/embeddings")

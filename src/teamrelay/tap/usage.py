@@ -35,6 +35,9 @@ class Usage(NamedTuple):
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    # The input and output tokens that were audio, when there were any (audio models bill
+    # them at their own rates); None for a text-only answer.
+    audio: tuple[int, int] | None = None
 
 
 def _count(value: object) -> int:
@@ -54,22 +57,28 @@ def usage_from(value: object) -> Usage | None:
     """A `Usage` from an answer's `usage` member, or None when it counts no tokens."""
     if not isinstance(value, dict):
         return None
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
     if "input_tokens" in value or "output_tokens" in value:
-        return Usage(
-            _count(value.get("input_tokens")),
-            _count(value.get("output_tokens")),
-            # Realtime and audio transcription spell it `input_token_details`.
-            _detail(value, ("input_tokens_details", "input_token_details"), "cached_tokens"),
-            _detail(value, ("output_tokens_details", "output_token_details"), "reasoning_tokens"),
-        )
-    if "prompt_tokens" in value or "completion_tokens" in value:
-        return Usage(
-            _count(value.get("prompt_tokens")),
-            _count(value.get("completion_tokens")),
-            _detail(value, ("prompt_tokens_details",), "cached_tokens"),
-            _detail(value, ("completion_tokens_details",), "reasoning_tokens"),
-        )
-    return None
+        # Realtime and audio transcription spell it `input_token_details`.
+        inputs, outputs = _INPUT_DETAILS, _OUTPUT_DETAILS
+        counts = (_count(value.get("input_tokens")), _count(value.get("output_tokens")))
+    elif "prompt_tokens" in value or "completion_tokens" in value:
+        inputs, outputs = ("prompt_tokens_details",), ("completion_tokens_details",)
+        counts = (_count(value.get("prompt_tokens")), _count(value.get("completion_tokens")))
+    else:
+        return None
+    audio = (_detail(value, inputs, "audio_tokens"), _detail(value, outputs, "audio_tokens"))
+    return Usage(
+        *counts,
+        _detail(value, inputs, "cached_tokens"),
+        _detail(value, outputs, "reasoning_tokens"),
+        audio if any(audio) else None,
+    )
+
+
+_INPUT_DETAILS: Final = ("input_tokens_details", "input_token_details")
+_OUTPUT_DETAILS: Final = ("output_tokens_details", "output_token_details")
 
 
 # Salvage from answers too big to parse: OpenAI writes `id` first and `usage` near the end.
