@@ -135,3 +135,17 @@ def test_revoking_a_key_ends_its_sign_ins_on_v1_and_mcp(
     keys_cli(database, "revoke", "heidi")
 
     assert_ended(gate, agent, grants)
+
+
+@pytest.mark.usefixtures("upstream")
+def test_a_rotation_in_the_relays_own_process_ends_its_tokens_at_once(
+    gate: OAuthRelay, agent: OAuthClient
+) -> None:
+    """The admin API rotates in the relay's process: its token cache forgets them then."""
+    _, secret = gate.create_key("judy")
+    tokens = agent.tokens(secret)
+    assert v1_works(gate, tokens["access_token"])  # now in the lookup cache
+
+    gate.run(lambda relay: relay.keys.rotate("judy"))
+
+    assert not v1_works(gate, tokens["access_token"])

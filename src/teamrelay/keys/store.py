@@ -13,7 +13,7 @@ import asyncio
 import builtins
 import secrets
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -98,6 +98,8 @@ class KeyStore:
         self._max_entries = max_entries
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
         self._pending: dict[str, asyncio.Task[KeyRecord | None]] = {}
+        # Called with a key's id when this process changes it (OAuth forgets its tokens).
+        self.on_change: builtins.list[Callable[[str], None]] = []
 
     @property
     def cache_size(self) -> int:
@@ -187,6 +189,8 @@ class KeyStore:
         stale = [h for h, (_, rec) in self._cache.items() if rec and rec.id == record_id]
         for secret_hash in stale:
             del self._cache[secret_hash]
+        for changed in self.on_change:
+            changed(record_id)
 
     async def create(
         self,

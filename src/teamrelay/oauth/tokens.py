@@ -51,6 +51,7 @@ class OAuthTokens:
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self._cache: dict[str, tuple[float, _Found | None]] = {}
         self._keys: dict[str, tuple[float, KeyRecord | None]] = {}
+        keys.on_change.append(self.forget_key)  # rotated or revoked here: refused at once
 
     async def lookup(self, token: str, *, mcp: bool = False) -> KeyRecord | None:
         """The key `token` acts as at `/mcp` (`mcp`) or anywhere else; None if unknown,
@@ -121,6 +122,12 @@ class OAuthTokens:
         stale = [h for h, (_, f) in self._cache.items() if f and f.family_id == family_id]
         for token_hash in stale:
             del self._cache[token_hash]
+
+    def forget_key(self, key_id: str) -> None:
+        stale = [h for h, (_, f) in self._cache.items() if f and f.key_id == key_id]
+        for token_hash in stale:
+            del self._cache[token_hash]
+        self._keys.pop(key_id, None)
 
     def forget_all(self) -> None:
         self._cache.clear()
