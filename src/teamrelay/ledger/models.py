@@ -124,7 +124,16 @@ class ObjectRow(Base):
     """Who created what: one row per object id the relay saw created through it."""
 
     __tablename__ = "relay_objects"
-    __table_args__ = (Index("ix_relay_objects_key_id", "key_id"),)
+    # A confined key's list reads its ids in a collection in this order (`Owners.listed`).
+    __table_args__ = (
+        Index(
+            "ix_relay_objects_key_collection_created",
+            "key_id",
+            "collection",
+            "created_at",
+            "object_id",
+        ),
+    )
 
     object_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(32))
