@@ -135,6 +135,11 @@ class ProxyRefused(ConnectFailed):
     reason = "the egress proxy refused the request (407)"
 
 
+def _oversized(headers: list[tuple[bytes, bytes]]) -> bool:
+    sizes = [len(name) + len(value) for name, value in headers]
+    return max(sizes, default=0) > _LINE_LIMIT or sum(sizes) > HEAD_LIMIT
+
+
 def _invalid(what: str) -> InvalidAnswer:
     return InvalidAnswer(f"the upstream sent {what}")
 
@@ -254,10 +259,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         # How long this connection may sit idle: shorter when the upstream says so.
         self.keepalive = _KEEPALIVE_SECONDS
-        # The head's raw bytes (for a line that never ends) and its headers' sizes.
+        # The bytes read while the head was incomplete: the head is a prefix of them.
         self._head_bytes = 0
-        self._header_bytes = 0
-        self._header_count = 0
         # Why a callback stopped the parser: the error the exchange fails with.
         self._failure: UpstreamError | None = None
 
@@ -273,6 +276,8 @@ class _Connection(asyncio.Protocol):
             # answer's framing): whatever they are, they must not become the next answer.
             self.drop()
             return
+        if not response.status:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -280,10 +285,8 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(self._failure or ConnectionBroke(f"unparsable answer: {exc}"))
         else:
-            if not response.status:
-                self._head_bytes += len(data)
-                if self._head_bytes > HEAD_LIMIT:
-                    self._refuse(_invalid(f"an answer head over {HEAD_LIMIT} bytes"))
+            if not response.status and self._head_bytes > HEAD_LIMIT:
+                self._refuse(_invalid(f"an answer head over {HEAD_LIMIT} bytes"))
 
     def _refuse(self, error: UpstreamError) -> None:
         self._broke(error)
@@ -333,13 +336,6 @@ class _Connection(asyncio.Protocol):
         response = self.response
         if response is None or response.status:
             return  # trailers, after the head: dropped (the head has gone to the client)
-        size = len(name) + len(value)
-        self._header_count += 1
-        self._header_bytes += size
-        if size > _LINE_LIMIT or self._header_count > _HEADER_COUNT_LIMIT:
-            self._stop(_invalid(f"a header line over {_LINE_LIMIT} bytes or too many headers"))
-        if self._header_bytes > HEAD_LIMIT:
-            self._stop(_invalid(f"an answer head over {HEAD_LIMIT} bytes"))
         key = name.lower()
         if key in _READ:
             response._read.setdefault(key, value)
@@ -361,6 +357,18 @@ class _Connection(asyncio.Protocol):
             response.headers = []  # an interim answer (100 Continue): the real one follows
             response._read = {}
             return
+        headers = response.headers
+        # Under `_LINE_LIMIT` bytes read, no line and no head can be over its limit: the
+        # headers are measured only after a large read, and cost nothing otherwise.
+        if len(headers) > _HEADER_COUNT_LIMIT or (
+            self._head_bytes > _LINE_LIMIT and _oversized(headers)
+        ):
+            self._stop(
+                _invalid(
+                    f"a head over {HEAD_LIMIT} bytes, {_LINE_LIMIT} a line"
+                    f" or {_HEADER_COUNT_LIMIT} headers"
+                )
+            )
         response.status = status
         if status in _NO_BODY:
             # No body whatever its Content-Length says (llhttp reads none either), and no
@@ -436,7 +444,7 @@ class _Connection(asyncio.Protocol):
     def start(self) -> asyncio.Future[Response]:
         """A new exchange: the future is done when the answer's head is in."""
         self.response = Response(self)
-        self._head_bytes = self._header_bytes = self._header_count = 0
+        self._head_bytes = 0
         head = self.head = asyncio.get_running_loop().create_future()
         return head
 
