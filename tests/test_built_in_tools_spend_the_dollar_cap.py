@@ -85,7 +85,7 @@ def test_tool_calls_spend_the_dollar_cap_and_the_ledger_holds_their_cost(
     assert sorted(counted, key=str) == sorted(
         [
             {"web_search": 1},
-            {"code_interpreter": 1},
+            {"containers": 1},
             {"file_search": 1},
             {"chat_search": 1},
             {"image_generation": 1},

@@ -180,7 +180,7 @@ def test_teamrelay_prices_lists_the_ledgers_models_without_a_price(tmp_path: Pat
     assert document["unpriced"] == [{"model": "team-tuned-7", "requests": 2}]
     assert document["models"]["dall-e-3"]["per_image"]["hd/1024x1792"] == 0.12
     assert document["models"]["tts-1"]["source"].startswith("https://platform.openai.com/")
-    assert document["tools"]["code_interpreter"]["per_container"]["4g"] == 0.12
+    assert document["tools"]["containers"]["per_container"]["4g"] == 0.12
     assert document["tools"]["web_search"]["checked"] == "2026-12-04"
 
 
@@ -276,12 +276,14 @@ def test_a_request_reserves_one_call_of_each_built_in_tool_it_offers() -> None:
         {"type": "file_search", "vector_store_ids": ["vs_1"]},
         {"type": "code_interpreter", "container": {"type": "auto", "memory_limit": "4g"}},
         {"type": "image_generation", "quality": "low", "size": "1024x1024"},
+        {"type": "shell", "environment": {"type": "container_auto"}},
+        {"type": "shell", "environment": {"type": "local"}},  # runs on the caller's side
         {"type": "function", "name": "lookup"},
     ]
     data = json.dumps({"model": "gpt-4.1", "input": "hi", "tools": tools}).encode()
     bare = estimate(operation, data, prices)
     guess = priced(operation, data, bare, prices)
-    assert guess.tools_usd == pytest.approx(0.025 + 0.0025 + 0.12 + 0.011)
+    assert guess.tools_usd == pytest.approx(0.025 + 0.0025 + 0.12 + 0.011 + 0.03)
     assert guess.usd == pytest.approx(bare.usd + guess.tools_usd)
     chat = load_catalog().by_id["createChatCompletion"]
     search = b'{"model":"gpt-4o-search-preview","messages":[]}'

@@ -198,9 +198,9 @@ def test_tool_calls_cost_their_listed_price() -> None:
         ToolCall("web_search_preview"),
         ToolCall("web_search_preview", "reasoning"),
         ToolCall("file_search"),
-        ToolCall("code_interpreter"),  # a 1 GB container unless the request asked for more
-        ToolCall("code_interpreter", "16g"),
-        ToolCall("code_interpreter", "3g"),  # not listed: the dearest
+        ToolCall("containers"),  # a 1 GB container unless the request asked for more
+        ToolCall("containers", "16g"),
+        ToolCall("containers", "3g"),  # not listed: the dearest
         ToolCall("image_generation", None, "low", "1024x1024"),
         ToolCall("image_generation", "gpt-image-1-mini", "high", "1536x1024"),
         ToolCall(CHAT_SEARCH, "gpt-4o-search-preview-2025-03-11"),
@@ -227,7 +227,7 @@ def test_an_operator_file_prices_tools_and_a_bad_tool_entry_is_named(
     assert prices.tool_cost([ToolCall("file_search")]) == pytest.approx(0.0025)  # shipped, kept
     for bad, named in (
         ("[tools.web_search]\nper_call = 1\n", "tools.web_search"),
-        ('[tools.code_interpreter]\nper_container = { "1g" = -1 }\n', "per_container.1g"),
+        ('[tools.containers]\nper_container = { "1g" = -1 }\n', "per_container.1g"),
         ("[tools.x]\nnote = 'no price'\n", "tools.x"),
         ("[tools.x]\nper_1k_calls = 1\nchat_models = 'gpt'\n", "chat_models"),
     ):

@@ -314,7 +314,7 @@ ALL_TOOLS = [
 ALL_CALLS = (
     ToolCall("web_search"),
     ToolCall("file_search"),
-    ToolCall("code_interpreter", "4g"),
+    ToolCall("containers", "4g"),
     ToolCall("image_generation", None, "low", "1024x1536"),
 )
 
@@ -371,7 +371,22 @@ def test_containers_are_counted_once_however_many_calls_ran_in_them() -> None:
     assert sum(item["type"] == "code_interpreter_call" for item in answer["output"]) == 3
     tap = Tap.for_response("application/json", None)
     run(tap, json.dumps(answer).encode())
-    assert calls_of(tap) == (ToolCall("code_interpreter", None),)
+    assert calls_of(tap) == (ToolCall("containers", None),)
+
+
+def test_hosted_shell_calls_are_billed_by_their_container_and_local_ones_not() -> None:
+    hosted = {"type": "shell", "environment": {"type": "container_auto", "memory_limit": "16g"}}
+    interpreter = {"type": "code_interpreter", "container": {"type": "auto"}}
+    tap = Tap.for_response("application/json", None)
+    run(tap, json.dumps(_answer([hosted])).encode())
+    assert calls_of(tap) == (ToolCall("containers", "16g"),)
+    tap = Tap.for_response("text/event-stream", None)
+    run(tap, _stream([{"type": "shell", "environment": {"type": "local"}}]))
+    assert calls_of(tap) == ()
+    answer = _answer([interpreter, hosted])  # two containers, the memory the request gave
+    tap = Tap.for_response("application/json", None)
+    run(tap, json.dumps(answer).encode())
+    assert len(calls_of(tap)) == 2
 
 
 def test_the_preview_search_tool_is_told_apart_and_a_reasoning_model_marked() -> None:

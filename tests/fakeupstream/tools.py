@@ -2,10 +2,11 @@
 
 A request offering a built-in tool gets one call of it, before the message: a
 `web_search_call` (for `web_search` and `web_search_preview*`), a `file_search_call`, a
-`code_interpreter_call` (its container made for the request, or the one it names) and an
-`image_generation_call` (a tiny PNG, at the tool's quality and size, `auto` read as high and
-1024x1024). `code_interpreter_calls` in the request's `metadata` asks for that many code
-interpreter calls, all in the same container. The answer's usage is the message's.
+`code_interpreter_call` (its container made for the request, or the one it names), a
+`shell_call` (likewise, or none for a local shell) and an `image_generation_call` (a tiny
+PNG, at the tool's quality and size, `auto` read as high and 1024x1024).
+`code_interpreter_calls` in the request's `metadata` asks for that many code interpreter
+calls, all in the same container. The answer's usage is the message's.
 Streams carry each item's `response.output_item.added` (in progress), the tool's progress
 events and `response.output_item.done`, as the API sends them.
 """
@@ -23,12 +24,14 @@ _PREFIX = {
     "file_search_call": "fs_",
     "code_interpreter_call": "ci_",
     "image_generation_call": "ig_",
+    "shell_call": "sh_",
 }
 _PROGRESS = {
     "web_search_call": ("in_progress", "searching", "completed"),
     "file_search_call": ("in_progress", "searching", "completed"),
     "code_interpreter_call": ("in_progress", "interpreting", "completed"),
     "image_generation_call": ("in_progress", "generating", "completed"),
+    "shell_call": (),
 }
 
 
@@ -62,6 +65,8 @@ def tool_items(body: dict[str, Any]) -> list[dict[str, Any]]:
             ]
         elif kind == "image_generation":
             items.append(_image(tool, body))
+        elif kind == "shell":
+            items.append(_shell(tool))
     return items
 
 
@@ -87,6 +92,22 @@ def _image(tool: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         result=base64.b64encode(png).decode(),
         revised_prompt=_query(body),
         size="1024x1024" if size == "auto" else size,
+    )
+
+
+def _shell(tool: dict[str, Any]) -> dict[str, Any]:
+    """A hosted shell call: in a container made for the request (`container_auto`) or the one
+    named (`container_reference`); a local shell's call names no container."""
+    environment = tool.get("environment") or {}
+    if environment.get("type") == "container_reference":
+        where: dict[str, Any] | None = environment
+    elif environment.get("type") == "container_auto":
+        where = {"type": "container_reference", "container_id": generation.new_id("cntr_", 48)}
+    else:
+        where = None
+    action = {"commands": ["echo 42"], "timeout_ms": None, "max_output_length": None}
+    return _item(
+        "shell_call", call_id=generation.new_id("call_", 24), action=action, environment=where
     )
 
 

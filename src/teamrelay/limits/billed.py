@@ -149,10 +149,14 @@ def offered_tools(
             calls.append(ToolCall("web_search_preview"))  # the dearer, non-reasoning rate
         elif kind in ("web_search", "file_search"):
             calls.append(ToolCall(kind))
-        elif kind == "code_interpreter":
-            container = tool.get("container")
+        elif kind in ("code_interpreter", "shell"):
+            container = tool.get("container" if kind == "code_interpreter" else "environment")
+            if kind == "shell" and not (
+                isinstance(container, dict) and container.get("type") == "container_auto"
+            ):
+                continue  # a local shell, or a container made (and billed) beforehand
             limit = container.get("memory_limit") if isinstance(container, dict) else None
-            calls.append(ToolCall(kind, limit if isinstance(limit, str) else None))
+            calls.append(ToolCall("containers", limit if isinstance(limit, str) else None))
         elif kind == "image_generation":
             model_name = tool.get("model")
             calls.append(

@@ -112,11 +112,13 @@ def usage_in_tail(tail: bytes) -> Usage | None:
 
 
 # Responses output items of the built-in tools billed per call, by the `[tools]` entry that
-# prices them; a code interpreter call is billed by its container, an image by its shape.
+# prices them; code interpreter and hosted shell calls are billed by the container they ran in
+# (a shell call in a local environment is not billed), an image by its shape.
 _TOOL_ITEMS: Final = {
     "web_search_call": "web_search",
     "file_search_call": "file_search",
-    "code_interpreter_call": "code_interpreter",
+    "code_interpreter_call": "containers",
+    "shell_call": "containers",
     "image_generation_call": "image_generation",
 }
 # A Chat Completions answer of a search model: one web search, priced by the model's name.
@@ -193,6 +195,11 @@ class ToolTally:
         item_id = item.get("id")
         if kind not in _TOOL_ITEMS or not isinstance(item_id, str):
             return
+        if kind == "shell_call":
+            shell = _shell_container(item)
+            if shell is None:
+                return
+            item = shell
         seen = self._items.get(item_id)
         if seen is None:
             if len(self._items) >= MAX_TOOL_CALLS:
@@ -213,8 +220,8 @@ class ToolTally:
                 isinstance(kind, str) and kind.startswith("web_search_preview")
             ):
                 options.setdefault("search", set()).add(kind)
-            elif kind == "code_interpreter":
-                container = tool.get("container")
+            elif kind in ("code_interpreter", "shell"):
+                container = tool.get("container" if kind == "code_interpreter" else "environment")
                 limit = container.get("memory_limit") if isinstance(container, dict) else None
                 options["memory"] = limit if isinstance(limit, str) else None
             elif kind == "image_generation" and isinstance(tool.get("model"), str):
@@ -234,7 +241,7 @@ class ToolTally:
             tool = _TOOL_ITEMS[seen["type"]]
             if tool == "web_search":
                 calls.append(self._search_call())
-            elif tool == "code_interpreter":
+            elif tool == "containers":
                 container = seen.get("container_id", item_id)
                 if container not in containers:
                     containers.add(container)
@@ -253,6 +260,15 @@ class ToolTally:
             reasoning = "reasoning" if self._options.get("reasoning") else None
             return ToolCall("web_search_preview", reasoning)
         return ToolCall("web_search")
+
+
+def _shell_container(item: dict[str, Any]) -> dict[str, Any] | None:
+    """A hosted shell call as its container's: None for one in a local environment."""
+    environment = item.get("environment")
+    container_id = environment.get("container_id") if isinstance(environment, dict) else None
+    if not isinstance(container_id, str):
+        return None
+    return {"type": "shell_call", "container_id": container_id}
 
 
 def tally_of(
