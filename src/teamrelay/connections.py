@@ -347,15 +347,7 @@ class _Connection(asyncio.Protocol):
         if response is None:
             return
         status = self._parser.get_status_code()
-        if not 100 <= status <= 599 or status == 101:
-            self._stop(_invalid(f"the status code {status}"))
-        if status == 407:
-            # Proxy authentication: only a proxy on the way asks for it, never the API, and the
-            # relay's client has no proxy to sign in to.
-            self._stop(ProxyRefused("a proxy on the way to the upstream answered 407"))
-        if status < 200:
-            response.headers = []  # an interim answer (100 Continue): the real one follows
-            response._read = {}
+        if status != 200 and self._interim(response, status):
             return
         headers = response.headers
         # Under `_LINE_LIMIT` bytes read, no line and no head can be over its limit: the
@@ -370,20 +362,15 @@ class _Connection(asyncio.Protocol):
                 )
             )
         response.status = status
-        if status in _NO_BODY:
-            # No body whatever its Content-Length says (llhttp reads none either), and no
-            # length the ASGI server would hold the empty body against.
-            response.headers = [h for h in response.headers if h[0].lower() != b"content-length"]
-            response.content_length = 0
-        else:
-            length = response._read.get(b"content-length")
+        read = response._read
+        if response.content_length is None:
+            length = read.get(b"content-length")
             if length is not None and length.isdigit():
                 response.content_length = int(length)
         if not self._parser.should_keep_alive():
             self.reusable = False
-        keepalive = response._read.get(b"keep-alive")
-        if keepalive is not None:
-            self._keep_alive_for(keepalive)
+        if b"keep-alive" in read:
+            self._keep_alive_for(read[b"keep-alive"])
         head = self.head
         if head is not None and not head.done():
             head.set_result(response)
@@ -433,6 +420,26 @@ class _Connection(asyncio.Protocol):
                     ) from None
         if chunked and self.transport is not None:
             self.transport.write(b"0\r\n\r\n")
+
+    def _interim(self, response: Response, status: int) -> bool:
+        """Any status but 200: true for an interim answer (the real one follows); raises for a
+        status the relay cannot pass on; takes the body and length off a 204 or 304."""
+        if not 100 <= status <= 599 or status == 101:
+            self._stop(_invalid(f"the status code {status}"))
+        if status == 407:
+            # Proxy authentication: only a proxy on the way asks for it, never the API, and the
+            # relay's client has no proxy to sign in to.
+            self._stop(ProxyRefused("a proxy on the way to the upstream answered 407"))
+        if status < 200:
+            response.headers = []  # an interim answer (100 Continue): the real one follows
+            response._read = {}
+            return True
+        if status in _NO_BODY:
+            # No body whatever its Content-Length says (llhttp reads none either), and no
+            # length the ASGI server would hold the empty body against.
+            response.headers = [h for h in response.headers if h[0].lower() != b"content-length"]
+            response.content_length = 0
+        return False
 
     def _keep_alive_for(self, value: bytes) -> None:
         """`Keep-Alive: timeout=N`: the upstream closes after N idle seconds, so the pool stops
@@ -534,6 +541,7 @@ class ConnectionPool:
         self._ssl = (ssl_context or ssl.create_default_context()) if self.https else None
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self._watch_rest = read_timeout - _CLIENT_CHECK
         self.send_timeout = send_timeout
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
@@ -682,10 +690,9 @@ class ConnectionPool:
         """One timer for the wait for the head, as without a client to watch: the read timeout,
         or `_CLIENT_CHECK`, when the watcher takes over the rest of the read timeout."""
         loop = asyncio.get_running_loop()
-        if gone is None or self.read_timeout <= _CLIENT_CHECK:
+        if gone is None or self._watch_rest <= 0:
             return loop.call_later(self.read_timeout, _expire_head, answered)
-        rest = self.read_timeout - _CLIENT_CHECK
-        return loop.call_later(_CLIENT_CHECK, _watch, answered, gone, rest)
+        return loop.call_later(_CLIENT_CHECK, _watch, answered, gone, self._watch_rest)
 
     async def _connection(self) -> tuple[_Connection, bool]:
         now = time.monotonic()

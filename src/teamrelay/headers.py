@@ -89,7 +89,7 @@ class UpstreamHeaders:
         dropped = _REQUEST_DROPPED if keep_length else _REQUEST_DROPPED_WITH_LENGTH
         out = []
         beta = []
-        named: frozenset[bytes] = frozenset()
+        named: frozenset[bytes] | None = None
         for header in client_headers:
             name = header[0]
             if name not in dropped:
@@ -101,7 +101,9 @@ class UpstreamHeaders:
             elif name == b"openai-beta":
                 beta.append(header[1].decode("latin-1"))
             elif name == b"connection":
-                named |= connection_options(header[1])
+                options = connection_options(header[1])
+                if options:
+                    named = options if named is None else named | options
         if named:
             out = [header for header in out if header[0] not in named]
         out += self._fixed
