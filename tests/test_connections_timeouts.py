@@ -117,3 +117,17 @@ async def test_the_read_timeout_still_ends_the_wait_while_the_client_is_watched(
         pool.close()
     assert 0.7 < took < 1.5
     assert body == b"ok"
+
+
+async def test_a_failing_watch_counts_as_the_client_gone() -> None:
+    async def broken() -> None:
+        raise RuntimeError("the ASGI server's receive failed")
+
+    closed: list[float] = []
+    async with RawServer(slow_then_ok(closed)) as server:
+        pool = open_pool(server.url())
+        with pytest.raises(ClientLeft):
+            await asyncio.wait_for(pool.request("GET", "/models", [], None, gone=broken), WAIT)
+        _, body = await fetch(pool)
+        pool.close()
+    assert body == b"ok"

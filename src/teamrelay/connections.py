@@ -831,6 +831,8 @@ async def _abandon_when(
     except TimeoutError:
         _expire_head(answered)
         return
+    except Exception:  # a receive that fails: the client is gone all the same
+        pass
     if not answered.done():
         answered.set_exception(ClientLeft("the client left before the answer's head arrived"))
 
