@@ -220,7 +220,7 @@ class _Used:
     def __init__(self, input_tokens: int | None, output_tokens: int | None, status: int = 200):
         self.input_tokens, self.output_tokens, self.cached_tokens = input_tokens, output_tokens, 0
         self.model, self.aborted, self.status = None, False, status
-        self.usage_unknown, self.tools, self.audio = False, (), None
+        self.usage_unknown, self.tools, self.audio, self.tier = False, (), None, None
 
 
 def test_settlement_takes_the_shape_price_unless_the_answer_counts_tokens() -> None:
@@ -331,3 +331,26 @@ def test_a_spoken_chat_answer_prices_its_audio_tokens_at_the_audio_rate(
     text_out = usage.completion_tokens - spoken
     billed = (usage.prompt_tokens * 2.50 + text_out * 10.00 + spoken * 64.00) / 1e6
     assert asyncio.run(_costs(url))["/v1/chat/completions"] == pytest.approx([billed])
+
+
+def test_a_flex_answer_costs_the_flex_rate_in_the_ledger_for_every_key(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/team.db"
+    secrets = asyncio.run(create_keys_async(url, alice={"daily_usd": 1}, bob={}))
+    answers = []
+    with relay_in_thread(upstream.base_url, RELAY_DATABASE_URL=url) as relay:
+        for who in ("alice", "bob"):
+            with openai.OpenAI(base_url=relay.base_url, api_key=secrets[who], max_retries=0) as sdk:
+                answers.append(
+                    sdk.responses.create(model="o3", input="think slowly", service_tier="flex")
+                )
+    prices = load_prices()
+    billed = []
+    for answer in answers:
+        assert answer.service_tier == "flex"
+        assert answer.usage is not None
+        full = prices.cost("o3", answer.usage.input_tokens, answer.usage.output_tokens, 0)
+        assert full is not None
+        billed.append(full * 0.5)
+    assert asyncio.run(_costs(url))["/v1/responses"] == pytest.approx(billed)

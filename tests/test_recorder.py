@@ -123,7 +123,7 @@ async def test_rows_hold_every_field_and_the_estimated_cost(engine: AsyncEngine)
         stored = [dict(row) for row in rows]
     first = stored[0]
     written = dataclasses.asdict(entry(7))
-    for name in ("billed_usd", "shaped_body", "tools", "audio"):
+    for name in ("billed_usd", "shaped_body", "tools", "audio", "tier"):
         del written[name]  # not columns: what prices a row besides its tokens
     assert {k: first[k] for k in first if k not in ("id", "cost_usd", "tool_calls")} == written
     assert first["tool_calls"] is None

@@ -60,6 +60,7 @@ class Outcome(NamedTuple):
     usage_unknown: bool = False
     tools: tuple[ToolCall, ...] = ()
     audio: tuple[int, int] | None = None
+    tier: str | None = None
 
 
 def outcome_of(ticket: Ticket) -> Outcome:
@@ -76,6 +77,7 @@ def outcome_of(ticket: Ticket) -> Outcome:
             exchange.status,
             tools=tools,
             audio=usage.audio,
+            tier=_tier(exchange),
         )
     status, _ = _status_of(ticket, exchange)
     unknown = _usage_unknown(exchange, status)
@@ -84,6 +86,10 @@ def outcome_of(ticket: Ticket) -> Outcome:
 
 def _tools(exchange: Exchange) -> tuple[ToolCall, ...]:
     return tool_calls_of(exchange.tap.tools) if exchange.tap is not None else ()
+
+
+def _tier(exchange: Exchange) -> str | None:
+    return exchange.tap.tier if exchange.tap is not None else None
 
 
 def _usage_unknown(exchange: Exchange, status: int) -> bool:
@@ -146,6 +152,7 @@ def entry_of(ticket: Ticket) -> LedgerEntry:
         usage_unknown=usage is None and _usage_unknown(exchange, status),
         tools=_tools(exchange),
         audio=audio,
+        tier=_tier(exchange),
     )
 
 

@@ -116,6 +116,12 @@ def _usage_figures(body: dict[str, Any], texts: list[str], words: list[str]) -> 
     return {"input": prompt, "cached": cached, "reasoning": reasoning, "output": output}
 
 
+def served_tier(body: dict[str, Any]) -> str:
+    """The `service_tier` an answer reports: the one asked for, `auto` served as default."""
+    tier = body.get("service_tier")
+    return tier if tier in ("flex", "priority", "scale") else "default"
+
+
 def chat_usage(body: dict[str, Any], texts: list[str], words: list[str]) -> dict[str, Any]:
     f = _usage_figures(body, texts, words)
     return {
@@ -168,7 +174,7 @@ def chat_completion(body: dict[str, Any], count: int | None = None) -> dict[str,
             for index in range(choices)
         ],
         "usage": usage,
-        "service_tier": "default",
+        "service_tier": served_tier(body),
         "system_fingerprint": "fp_fakeupstream",
     }
 
@@ -183,7 +189,7 @@ def chat_chunks(body: dict[str, Any], count: int | None = None) -> list[dict[str
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": body.get("model"),
-        "service_tier": "default",
+        "service_tier": served_tier(body),
         "system_fingerprint": "fp_fakeupstream",
     }
     if include_usage:
@@ -250,7 +256,7 @@ def response_object(
         "prompt_cache_key": body.get("prompt_cache_key"),
         "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
         "safety_identifier": body.get("safety_identifier"),
-        "service_tier": "default",
+        "service_tier": served_tier(body),
         "store": body.get("store", True),
         "temperature": body.get("temperature", 1.0),
         "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},

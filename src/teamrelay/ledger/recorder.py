@@ -81,9 +81,11 @@ class LedgerEntry:
     tools: tuple[ToolCall, ...] = ()
     # The input and output tokens that were audio, when the answer splits them (realtime).
     audio: tuple[int, int] | None = None
+    # The `service_tier` the answer says served it: flex tokens cost less.
+    tier: str | None = None
 
 
-_NOT_COLUMNS = ("billed_usd", "shaped_body", "tools", "audio")
+_NOT_COLUMNS = ("billed_usd", "shaped_body", "tools", "audio", "tier")
 _FIELDS = tuple(f.name for f in fields(LedgerEntry) if f.name not in _NOT_COLUMNS)
 _COLUMNS = (*_FIELDS, "tool_calls", "cost_usd")
 Row = tuple[Any, ...]
@@ -244,6 +246,7 @@ class Recorder:
             entry.input_tokens,
             entry.output_tokens,
             entry.cached_tokens,
+            entry.tier,
             audio=entry.audio,
         )
         if cost is None and entry.status < 400:

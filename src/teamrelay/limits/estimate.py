@@ -119,6 +119,8 @@ class Used(Protocol):
     def tools(self) -> tuple[ToolCall, ...]: ...
     @property
     def audio(self) -> tuple[int, int] | None: ...
+    @property
+    def tier(self) -> str | None: ...
 
 
 def actual_of(used: Used, guess: Estimate, prices: Prices, *, priced: bool = True) -> Actual:
@@ -140,7 +142,7 @@ def _tokens_used(used: Used, guess: Estimate, prices: Prices, *, priced: bool) -
             return Actual(used_in + used_out, 0.0)
         model = used.model or guess.model
         cost = prices.cost(
-            model, used_in, used_out, used.cached_tokens, guess.tier, audio=used.audio
+            model, used_in, used_out, used.cached_tokens, used.tier or guess.tier, audio=used.audio
         )
         return Actual(used_in + used_out, cost if cost is not None else guess.billed or 0.0)
     if guess.billed is not None and used.status < 400:

@@ -48,11 +48,12 @@ class Tap:
     relay cannot decode, a corrupt or oversized compressed copy): its usage is unknown.
     """
 
-    __slots__ = ("model", "object_id", "strips", "tools", "unreadable", "usage")
+    __slots__ = ("model", "object_id", "strips", "tier", "tools", "unreadable", "usage")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.tools: ToolTally | None = None  # built-in tool calls the answer shows
+        self.tier: str | None = None  # the `service_tier` that served it (flex is cheaper)
         self.model: str | None = None
         self.object_id: str | None = None
         self.strips = False
@@ -104,6 +105,9 @@ class Tap:
             model = about.get("model")
             if isinstance(model, str):
                 self.model = model
+        tier = about.get("service_tier")
+        if isinstance(tier, str):
+            self.tier = tier
         usage = about.get("usage")
         if usage is not None:
             self.usage = usage_from(usage) or self.usage
@@ -315,4 +319,4 @@ class DecodedTap(Tap):
     def _learn(self) -> None:
         inner = self._inner
         self.usage, self.model, self.object_id = inner.usage, inner.model, inner.object_id
-        self.tools = inner.tools
+        self.tools, self.tier = inner.tools, inner.tier
