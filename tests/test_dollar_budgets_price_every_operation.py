@@ -333,8 +333,9 @@ def test_a_spoken_chat_answer_prices_its_audio_tokens_at_the_audio_rate(
     assert asyncio.run(_costs(url))["/v1/chat/completions"] == pytest.approx([billed])
 
 
-def test_a_flex_answer_costs_the_flex_rate_in_the_ledger_for_every_key(
-    upstream: FakeUpstream, tmp_path: Path
+@pytest.mark.parametrize(("tier", "factor"), [("flex", 0.5), ("priority", 1.75)])
+def test_an_answer_costs_the_rate_of_the_tier_that_served_it_for_every_key(
+    upstream: FakeUpstream, tmp_path: Path, tier: str, factor: float
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/team.db"
     secrets = asyncio.run(create_keys_async(url, alice={"daily_usd": 1}, bob={}))
@@ -343,14 +344,14 @@ def test_a_flex_answer_costs_the_flex_rate_in_the_ledger_for_every_key(
         for who in ("alice", "bob"):
             with openai.OpenAI(base_url=relay.base_url, api_key=secrets[who], max_retries=0) as sdk:
                 answers.append(
-                    sdk.responses.create(model="o3", input="think slowly", service_tier="flex")
+                    sdk.responses.create(model="o3", input="think slowly", service_tier=tier)  # type: ignore[arg-type]
                 )
     prices = load_prices()
     billed = []
     for answer in answers:
-        assert answer.service_tier == "flex"
+        assert answer.service_tier == tier
         assert answer.usage is not None
         full = prices.cost("o3", answer.usage.input_tokens, answer.usage.output_tokens, 0)
         assert full is not None
-        billed.append(full * 0.5)
+        billed.append(full * factor)
     assert asyncio.run(_costs(url))["/v1/responses"] == pytest.approx(billed)

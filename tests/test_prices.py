@@ -248,3 +248,15 @@ def test_audio_and_text_tokens_split_by_the_answer_take_their_own_rates() -> Non
     assert prices.cost("gpt-4o-transcribe", 1_000, 100, 0, audio=(900, 0)) == pytest.approx(
         (100 * 2.5 + 900 * 6.0 + 100 * 10.0) / 1e6
     )
+
+
+def test_priority_processing_costs_its_listed_premium() -> None:
+    prices = load_prices()
+    assert prices.cost("gpt-4.1-2025-04-14", 1_000_000, 1_000_000, 0, "priority") == (
+        pytest.approx(3.50 + 14.00)
+    )
+    assert prices.cost("gpt-5", 1_000_000, 0, 1_000_000, "priority") == pytest.approx(0.25)
+    assert prices.cost("gpt-4o-mini", 1_000_000, 1_000_000, 0, "priority") == pytest.approx(
+        0.25 + 1.00, rel=1e-4
+    )
+    assert prices.cost("gpt-5-nano", 1_000_000, 0, 0, "priority") == pytest.approx(0.05)

@@ -34,7 +34,7 @@ _SECTIONS: Final = {"models": "text", **{kind: kind for kind in KINDS}}
 _TOKEN_FIELDS: Final = ("input", "cached_input", "output")
 _MODALITY_FIELDS: Final = ("image_input", "image_output", "audio_input", "audio_output")
 _UNIT_FIELDS: Final = ("per_million_characters", "per_minute")
-_TIER_FIELDS: Final = ("batch", "flex")
+_TIER_FIELDS: Final = ("batch", "flex", "priority")
 _TEXT_FIELDS: Final = ("checked", "source", "default_size", "default_quality", "note")
 _NUMBERS: Final = (*_TOKEN_FIELDS, *_MODALITY_FIELDS, *_UNIT_FIELDS)
 _FIELDS: Final = {*_NUMBERS, *_TIER_FIELDS, *_TEXT_FIELDS, "kind", "per_image"}
@@ -54,7 +54,7 @@ _UNSPLIT: Final = {
 class ModelPrice:
     """US dollars per 1M tokens, per image, per 1M characters or per minute.
 
-    `batch` and `flex` multiply the token prices for those service tiers; `per_image` maps
+    `batch`, `flex` and `priority` multiply the token prices for those service tiers; `per_image` maps
     `"quality/size"` (`"hd/1024x1792"`) to dollars. `checked` and `source` say where the
     figures were read and when; they take no part in comparisons.
     """
@@ -74,6 +74,7 @@ class ModelPrice:
     per_minute: float | None = None
     batch: float | None = None
     flex: float | None = None
+    priority: float | None = None
     checked: str | None = field(default=None, compare=False)
     source: str | None = field(default=None, compare=False)
     note: str | None = field(default=None, compare=False)
@@ -273,7 +274,7 @@ class Prices:
         audio: tuple[int, int] | None = None,
     ) -> float | None:
         """None when nothing is known to price: no tokens reported, or a model not listed (or
-        listed with no token prices). `tier` is the answer's `service_tier` (`flex`); `audio`
+        listed with no token prices). `tier` is the answer's `service_tier` (`flex`, `priority`); `audio`
         the input and output tokens that were audio, when the answer splits them (realtime),
         so text and audio take their own rates."""
         if input_tokens is None and output_tokens is None:
@@ -331,6 +332,8 @@ class Prices:
 def tier_factor(price: ModelPrice, tier: str | None) -> float:
     if tier == "flex" and price.flex is not None:
         return price.flex
+    if tier == "priority" and price.priority is not None:
+        return price.priority
     return 1.0
 
 
