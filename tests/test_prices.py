@@ -260,3 +260,15 @@ def test_priority_processing_costs_its_listed_premium() -> None:
         0.25 + 1.00, rel=1e-4
     )
     assert prices.cost("gpt-5-nano", 1_000_000, 0, 0, "priority") == pytest.approx(0.05)
+
+
+def test_a_web_search_by_a_mini_model_bills_its_fixed_block_of_input_tokens() -> None:
+    prices = load_prices()
+    search = [ToolCall("web_search")]
+    assert prices.tool_cost(search, "gpt-4.1-mini-2025-04-14") == pytest.approx(
+        0.01 + 8000 * 0.40 / 1e6
+    )
+    assert prices.tool_cost(search, "gpt-4o-mini") == pytest.approx(0.01 + 8000 * 0.15 / 1e6)
+    assert prices.tool_cost(search, "gpt-4.1") == pytest.approx(0.01)
+    assert prices.tool_cost(search) == pytest.approx(0.01)
+    assert prices.tool_cost([ToolCall("web_search_preview")], "gpt-4o-mini") == 0.025

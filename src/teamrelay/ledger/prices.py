@@ -54,9 +54,9 @@ _UNSPLIT: Final = {
 class ModelPrice:
     """US dollars per 1M tokens, per image, per 1M characters or per minute.
 
-    `batch`, `flex` and `priority` multiply the token prices for those service tiers; `per_image` maps
-    `"quality/size"` (`"hd/1024x1792"`) to dollars. `checked` and `source` say where the
-    figures were read and when; they take no part in comparisons.
+    `batch`, `flex` and `priority` multiply the token prices for those service tiers;
+    `per_image` maps `"quality/size"` (`"hd/1024x1792"`) to dollars. `checked` and `source`
+    say where the figures were read and when; they take no part in comparisons.
     """
 
     input: float | None = None
@@ -176,6 +176,7 @@ class ToolPrice:
     per_container: Mapping[str, float] = field(default_factory=dict)
     per_gb_day: float | None = None
     chat_models: tuple[str, ...] = ()
+    fixed_input_tokens: Mapping[str, int] = field(default_factory=dict)
     checked: str | None = field(default=None, compare=False)
     source: str | None = field(default=None, compare=False)
     note: str | None = field(default=None, compare=False)
@@ -190,10 +191,19 @@ class ToolPrice:
             return self.reasoning_per_1k_calls / 1000
         return (self.per_1k_calls or 0.0) / 1000
 
+    def fixed_input_for(self, model: str | None) -> int:
+        """The input tokens a call of this tool bills at `model`'s rate, beyond its usage."""
+        if not model or not self.fixed_input_tokens:
+            return 0
+        for name, tokens in self.fixed_input_tokens.items():
+            if _names(model, name):
+                return tokens
+        return 0
+
     def bills_chat(self, model: str | None) -> bool:
         if not model:
             return False
-        return any(model == name or model.startswith(name + "-") for name in self.chat_models)
+        return any(_names(model, name) for name in self.chat_models)
 
     def described(self) -> str:
         parts = []
@@ -208,6 +218,8 @@ class ToolPrice:
             parts.append(f"storage ${self.per_gb_day:g}/GB-day (not counted)")
         if self.chat_models:
             parts.append(f"one call per answer of {', '.join(self.chat_models)}")
+        for name, tokens in self.fixed_input_tokens.items():
+            parts.append(f"{tokens:,} input tokens a call with {name}")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,7 +232,14 @@ class ToolPrice:
             shown["per_container"] = dict(self.per_container)
         if self.chat_models:
             shown["chat_models"] = list(self.chat_models)
+        if self.fixed_input_tokens:
+            shown["fixed_input_tokens"] = dict(self.fixed_input_tokens)
         return shown
+
+
+def _names(model: str, name: str) -> bool:
+    """`model` is `name` or one of its snapshots (`gpt-4.1-mini-2025-04-14`)."""
+    return model == name or (model.startswith(name + "-") and bool(_SNAPSHOT.search(model)))
 
 
 DEFAULT_CONTAINER: Final = "1g"
@@ -230,6 +249,7 @@ _TOOL_FIELDS: Final = {
     *_TOOL_NUMBERS,
     "per_container",
     "chat_models",
+    "fixed_input_tokens",
     "checked",
     "source",
     "note",
@@ -274,9 +294,9 @@ class Prices:
         audio: tuple[int, int] | None = None,
     ) -> float | None:
         """None when nothing is known to price: no tokens reported, or a model not listed (or
-        listed with no token prices). `tier` is the answer's `service_tier` (`flex`, `priority`); `audio`
-        the input and output tokens that were audio, when the answer splits them (realtime),
-        so text and audio take their own rates."""
+        listed with no token prices). `tier` is the answer's `service_tier` (`flex`,
+        `priority`); `audio` the input and output tokens that were audio, when the answer
+        splits them, so text and audio take their own rates."""
         if input_tokens is None and output_tokens is None:
             return None
         price = self.lookup(model)
@@ -292,8 +312,9 @@ class Prices:
             dollars = cached * price.token_prices()[1] + price.split_cost(uncached, output, audio)
         return dollars * _PER_TOKEN * tier_factor(price, tier)
 
-    def tool_cost(self, calls: Sequence[ToolCall]) -> float:
-        """What built-in tool calls bill beyond tokens; a tool without a price costs $0."""
+    def tool_cost(self, calls: Sequence[ToolCall], model: str | None = None) -> float:
+        """What built-in tool calls bill beyond the answer's tokens; a tool without a price
+        costs $0. `model` is the answer's: some bill a fixed block of input tokens a call."""
         dollars = 0.0
         for call in calls:
             if call.tool == "image_generation":
@@ -305,8 +326,14 @@ class Prices:
             else:
                 tool = self.tools.get(call.tool)
             if tool is not None:
-                dollars += tool.per_call(call.option)
+                dollars += tool.per_call(call.option) + self._fixed_input(tool, model)
         return dollars
+
+    def _fixed_input(self, tool: ToolPrice, model: str | None) -> float:
+        tokens = tool.fixed_input_for(model)
+        if not tokens:
+            return 0.0
+        return self.cost(model, tokens, 0, 0) or 0.0
 
     def images(
         self, model: str | None, n: int, quality: str | None, size: str | None
@@ -468,6 +495,13 @@ def _tool_price(entry: dict[str, Any], where: str) -> ToolPrice:
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             raise PricesError(f"{where}.chat_models must be a list of model names")
         values["chat_models"] = tuple(models)
+    if "fixed_input_tokens" in entry:
+        table = entry["fixed_input_tokens"]
+        if not isinstance(table, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in table.values()
+        ):
+            raise PricesError(f'{where}.fixed_input_tokens must be like {{ "gpt-4o-mini" = 8000 }}')
+        values["fixed_input_tokens"] = dict(table)
     if not ({"per_1k_calls", "per_container"} & values.keys()):
         raise PricesError(f"{where}: give per_1k_calls or per_container (US dollars)")
     return ToolPrice(**values)

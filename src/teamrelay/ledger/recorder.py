@@ -255,7 +255,7 @@ class Recorder:
                 cost = shape_cost(entry.operation, entry.shaped_body, prices)
         tool_calls = None
         if entry.tools:
-            cost = (cost or 0.0) + prices.tool_cost(entry.tools)
+            cost = (cost or 0.0) + prices.tool_cost(entry.tools, entry.model)
             tool_calls = json.dumps(Counter(call.tool for call in entry.tools), sort_keys=True)
         return (stamp, *_AFTER_TS(entry), tool_calls, cost)
 

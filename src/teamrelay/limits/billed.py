@@ -115,10 +115,10 @@ def priced(
         model = _text(form.get("model", b"").decode("utf-8", "replace")) if form else None
         found = _TIER.search(body) if isinstance(body, bytes) else None
         tier = found.group(1).decode() if found else None
-        tools = prices.tool_cost(offered_tools(operation_id, body, model or guess.model))
+        model = model or guess.model
+        tools = prices.tool_cost(offered_tools(operation_id, body, model), model)
         if model is None and tier is None and not tools:
             return guess
-        model = model or guess.model
         usd = prices.cost(model, guess.input_tokens, guess.output_tokens, 0, tier) or 0.0
         return guess._replace(model=model, usd=usd + tools, tier=tier, tools_usd=tools)
     fields = _fields(body, form)

@@ -131,7 +131,8 @@ def actual_of(used: Used, guess: Estimate, prices: Prices, *, priced: bool = Tru
     showed are added to the dollars."""
     actual = _tokens_used(used, guess, prices, priced=priced)
     if priced and used.tools:
-        return Actual(actual.tokens, actual.usd + prices.tool_cost(used.tools))
+        tools = prices.tool_cost(used.tools, used.model or guess.model)
+        return Actual(actual.tokens, actual.usd + tools)
     return actual
 
 
