@@ -272,3 +272,15 @@ def test_a_web_search_by_a_mini_model_bills_its_fixed_block_of_input_tokens() ->
     assert prices.tool_cost(search, "gpt-4.1") == pytest.approx(0.01)
     assert prices.tool_cost(search) == pytest.approx(0.01)
     assert prices.tool_cost([ToolCall("web_search_preview")], "gpt-4o-mini") == 0.025
+
+
+def test_the_current_models_are_priced() -> None:
+    prices = load_prices()
+    assert prices.cost("gpt-5.5-2026-04-23", 1_000_000, 1_000_000, 0) == pytest.approx(35.0)
+    assert prices.cost("gpt-5.4-mini", 1_000_000, 0, 1_000_000) == pytest.approx(0.075)
+    assert prices.cost("gpt-5.5", 1_000_000, 0, 0, "priority") == pytest.approx(12.5)
+    assert prices.images("gpt-image-1.5", 1, "high", "1536x1024") == pytest.approx(0.2)
+    for model in ("gpt-5.2", "gpt-5.4", "gpt-5.4-nano", "gpt-5.4-pro", "gpt-5.5-pro"):
+        price = prices.lookup(model)
+        assert price is not None
+        assert price.checked == "2026-12-04"
