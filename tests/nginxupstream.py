@@ -1,6 +1,7 @@
 """A real nginx in front of the fake upstream, with TLS from a private CA and the strict
 keep-alive limits of load balancers in front of an API (idle 1 s, 3 requests a connection).
-WebSocket upgrades pass through it. Skips the test when nginx is not installed."""
+WebSocket upgrades pass through it. Without nginx the test is skipped, or fails under
+RELAY_REQUIRE_SERVICES=1 (CI, whose `.ci/run` installs nginx)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import trustme
+
+from dbfixtures import services_unavailable
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -63,7 +65,7 @@ def _free_port() -> int:
 def nginx_upstream(upstream_base_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """nginx's https base URL in front of `upstream_base_url`, and the CA file that trusts it."""
     if not Path(NGINX).exists():
-        pytest.skip("nginx is not installed")
+        services_unavailable("nginx is not installed")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     cert.private_key_pem.write_to_path(tmp_path / "server.key")
