@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import trustme
+import uvloop
 
 from egressproxy import egress_proxy
 from servers import relay_env
@@ -188,18 +189,20 @@ def blackhole(family: socket.AddressFamily, host: str, port: int) -> Iterator[No
         listener.close()
 
 
-async def test_a_name_whose_ipv6_address_blackholes_answers_over_ipv4_at_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def _dual_stack_first_request(monkeypatch: pytest.MonkeyPatch) -> tuple[int, float]:
+    """The status of a first request to a name resolving to a blackholed IPv6 address and a
+    working IPv4 one, and how long it took."""
     loop = asyncio.get_running_loop()
-
     async with RawServer(answer_each(OK)) as server:
         port = server.port
         ipv6 = (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0))
         ipv4 = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))
 
+        real = loop.getaddrinfo
+
         async def resolve(host: str, *args: Any, **kwargs: Any) -> list[Any]:
-            assert host == "dual.example.test"
+            if host != "dual.example.test":  # uvloop's sock_connect resolves addresses too
+                return await real(host, *args, **kwargs)
             return [ipv6, ipv4]
 
         monkeypatch.setattr(loop, "getaddrinfo", resolve)
@@ -208,8 +211,25 @@ async def test_a_name_whose_ipv6_address_blackholes_answers_over_ipv4_at_once(
             async with proxied_pool(f"http://dual.example.test:{port}/v1", None) as pool:
                 response, body = await fetch(pool)
             took = time.monotonic() - started
-    assert (response.status, body) == (200, b"ok")
-    assert took < 1.0
+    assert body == b"ok"
+    return response.status, took
+
+
+async def test_a_name_whose_ipv6_address_blackholes_answers_over_ipv4_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    status, took = await _dual_stack_first_request(monkeypatch)
+    assert (status, took < 1.0) == (200, True)
+
+
+class _Uvloop(uvloop.Loop):  # type: ignore[misc]
+    """uvloop's loop, which the relay serves on, with room for the test's resolver."""
+
+
+def test_happy_eyeballs_works_on_uvloop_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    with asyncio.Runner(loop_factory=_Uvloop) as runner:
+        status, took = runner.run(_dual_stack_first_request(monkeypatch))
+    assert (status, took < 1.0) == (200, True)
 
 
 async def test_a_name_that_does_not_resolve_says_dns(monkeypatch: pytest.MonkeyPatch) -> None:
