@@ -5,7 +5,8 @@ of an object it does not own, in the path or anywhere in a JSON body, gets the u
 404 (as if the object did not exist) before anything is sent upstream, and lists show only
 its objects. Objects the relay never saw created (they existed before it) have no owner, so
 only admin keys see them; ChatKit threads, which ChatKit makes without the relay, belong to
-the owner of their `user` (see `chatkit`). A key's own `isolation` limit overrides the relay's default.
+the owner of their `user` (see `chatkit`). A key's own `isolation` limit overrides the relay's
+default.
 
 Every object created through the relay is recorded with its key, whatever the mode, so
 turning isolation on later confines keys to what they created.
