@@ -44,6 +44,7 @@ async def test_an_untrusted_certificate_is_named_to_the_member_and_in_the_log(
     [line] = _logged(caplog, request_id)
     assert "certificate" in line
     assert "127.0.0.1" in line
+    assert "issuer 'OU=Testing CA" in line  # who signed what it presented
     assert UPSTREAM_KEY not in caplog.text
     assert RELAY_KEY not in caplog.text
 

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import httptools
 from aiohappyeyeballs import start_connection
+from cryptography import x509
 
 from teamrelay.egress import Proxy
 from teamrelay.headers import HOP_BY_HOP
@@ -722,8 +723,10 @@ class ConnectionPool:
         except TimeoutError:
             raise ConnectTimeout(f"connecting took over {self.connect_timeout} s") from None
         except ssl.SSLCertVerificationError as exc:
+            presented = await self._presented_certificate()
             raise ConnectFailed(
-                f"TLS certificate verification failed for {self.host}: {exc.verify_message}",
+                f"TLS certificate verification failed for {self.host}: {exc.verify_message}"
+                f" (it presented {presented})",
                 "TLS certificate verification failed",
             ) from None
         except ssl.SSLError as exc:
@@ -784,6 +787,33 @@ class ConnectionPool:
                 f"the egress proxy {self._proxy.address} answered CONNECT with {status_line!r}",
                 f"the egress proxy refused the tunnel ({status})",
             )
+
+    async def _presented_certificate(self) -> str:
+        """Who the certificate that failed verification names, for the log (a TLS-inspecting
+        proxy shows here as its own CA): one more handshake, unverified, read and dropped."""
+        loop = asyncio.get_running_loop()
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                sock = await self._open_socket(loop)
+                try:
+                    transport, _ = await loop.create_connection(
+                        asyncio.Protocol, sock=sock, ssl=context, server_hostname=self.host
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+            try:
+                der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            finally:
+                transport.close()
+            certificate = x509.load_der_x509_certificate(der)
+        except (OSError, TimeoutError, UpstreamError, ValueError):
+            return "a certificate that could not be read again"
+        subject = certificate.subject.rfc4514_string()
+        return f"subject {subject!r}, issuer {certificate.issuer.rfc4514_string()!r}"
 
     def _peer(self) -> str:
         if self._proxy is not None:
