@@ -23,7 +23,8 @@ reached with CONNECT (https) or absolute-form targets (http); a connection that 
 nobody asked for is dropped, never read as the next answer; an answer's head has limits; the
 wait for a head is abandoned soon after its client leaves, and an upload the upstream stops
 reading fails at the send timeout. Each failure's `reason` names its phase for the client.
-None of it costs a direct connection's hot path more than a few comparisons.
+A direct connection's hot path pays a few checks an answer for it (with the client watch and
+the Connection-header rule, 3.6 % more bytecodes a request in `bench.opcodes --core`).
 """
 
 from __future__ import annotations
