@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import openai
 import pytest
 
 from dbfixtures import ledger_rows
@@ -145,3 +146,36 @@ def test_fetching_a_finished_answer_twice_counts_its_usage_once(team: Team) -> N
     assert len(rows) == 3
     assert sum(r["input_tokens"] or 0 for r in rows) == usage["input_tokens"]
     assert sum(r["output_tokens"] or 0 for r in rows) == usage["output_tokens"]
+
+
+def test_a_response_fetched_again_over_v1_counts_its_usage_once(team: Team) -> None:
+    with openai.OpenAI(
+        base_url=team.relay.base_url, api_key=team.secrets["alice"], max_retries=0
+    ) as sdk:
+        made = sdk.responses.create(model=MODEL, input="count me once", store=True)
+        for _ in range(3):
+            assert sdk.responses.retrieve(made.id).usage == made.usage
+        queued = sdk.responses.create(model=MODEL, input="later, please", background=True)
+        fetches = 1
+        while (later := sdk.responses.retrieve(queued.id)).status != "completed":
+            fetches += 1
+            time.sleep(0.05)
+        sdk.responses.retrieve(queued.id)
+    fetched_over_actions = team.call("alice", "GET", f"/actions/answers/{queued.id}")
+    assert fetched_over_actions.json()["usage"]["output_tokens"] == later.usage.output_tokens
+
+    def tokens(response_id: str, count: int) -> int:
+        rows = team.rows(lambda r: r["key_name"] == "alice" and response_id in r["path"], count)
+        return sum(r["output_tokens"] or 0 for r in rows)
+
+    assert made.usage is not None
+    assert later.usage is not None
+    created = team.rows(
+        lambda r: (
+            r["operation"] == "createResponse" and r["output_tokens"] == made.usage.output_tokens
+        )
+    )
+    assert created
+    assert tokens(made.id, 3) == 0  # the three fetches: counted at create
+    # Counted by the first fetch that showed it, not by the next one nor by getAnswer.
+    assert tokens(queued.id, fetches + 2) == later.usage.output_tokens

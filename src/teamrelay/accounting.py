@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from starlette.responses import Response
 
@@ -39,6 +39,8 @@ class Ticket:
     body: bytes | RequestBody | None = None
     exchange: Exchange | None = None
     refusal: RelayError | None = None
+    # The answer shows a model call an earlier row counted (a stored response fetched again).
+    recounted: bool = False
 
     @classmethod
     def open(cls, method: str, path: str, request_id: bytes) -> Ticket:
@@ -65,8 +67,8 @@ class Outcome(NamedTuple):
 
 def outcome_of(ticket: Ticket) -> Outcome:
     exchange = ticket.exchange or _NO_EXCHANGE
-    usage, model = _tapped(exchange)
-    tools = _tools(exchange)
+    usage, model = _tapped(ticket, exchange)
+    tools = () if ticket.recounted else _tools(exchange)
     if usage is not None:  # then the status does not matter
         return Outcome(
             usage.input_tokens,
@@ -80,7 +82,7 @@ def outcome_of(ticket: Ticket) -> Outcome:
             tier=_tier(exchange),
         )
     status, _ = _status_of(ticket, exchange)
-    unknown = _usage_unknown(exchange, status)
+    unknown = not ticket.recounted and _usage_unknown(exchange, status)
     return Outcome(None, None, None, model, exchange.aborted, status, unknown, tools)
 
 
@@ -109,14 +111,16 @@ def _status_of(ticket: Ticket, exchange: Exchange) -> tuple[int, str | None]:
     return status, error_type
 
 
-def _tapped(exchange: Exchange) -> tuple[Usage | None, str | None]:
+def _tapped(ticket: Ticket, exchange: Exchange) -> tuple[Usage | None, str | None]:
     tap = exchange.tap
-    return (tap.usage, tap.model) if tap is not None else (None, None)
+    if tap is None:
+        return None, None
+    return (None if ticket.recounted else tap.usage), tap.model
 
 
 def entry_of(ticket: Ticket) -> LedgerEntry:
     exchange = ticket.exchange or _NO_EXCHANGE
-    usage, model = _tapped(exchange)
+    usage, model = _tapped(ticket, exchange)
     body = ticket.body
     if model is None and isinstance(body, bytes):
         model = model_from_json(body)
@@ -149,8 +153,8 @@ def entry_of(ticket: Ticket) -> LedgerEntry:
         shaped_body=body
         if isinstance(body, bytes) and ticket.operation in SHAPED_JSON_OPERATIONS
         else None,
-        usage_unknown=usage is None and _usage_unknown(exchange, status),
-        tools=_tools(exchange),
+        usage_unknown=usage is None and not ticket.recounted and _usage_unknown(exchange, status),
+        tools=() if ticket.recounted else _tools(exchange),
         audio=audio,
         tier=_tier(exchange),
     )
@@ -193,3 +197,43 @@ def wrapper_entry(
         if isinstance(document.get("model"), str):
             entry.model = document["model"]
     return entry
+
+
+# Operations whose answer repeats a model call made earlier (a stored object fetched again).
+_FETCHES: Final = frozenset({"getResponse", "cancelResponse"})
+_NEVER_GENERATES: Final = frozenset({"getChatCompletion"})  # stored at create, never later
+_SHOWN_AGAIN: Final = _FETCHES | _NEVER_GENERATES | {"createResponse"}
+_COUNTED_KEPT: Final = 10_000
+
+
+class CountedOnce:
+    """One usage per model call. A response's usage shows in its create answer or, when it ran
+    in the background, in any number of fetches (`GET /v1/responses/{id}`, getAnswer): the
+    first row that shows it counts it. Kept per process for the newest 10,000 responses: a
+    second relay process, or a restart, does not know what this one counted."""
+
+    def __init__(self, kept: int = _COUNTED_KEPT) -> None:
+        self._ids: dict[str, None] = {}
+        self._kept = kept
+
+    def first(self, response_id: str) -> bool:
+        """Whether no row has counted `response_id`'s usage yet; from now on one has."""
+        if response_id in self._ids:
+            return False
+        if len(self._ids) >= self._kept:
+            del self._ids[next(iter(self._ids))]
+        self._ids[response_id] = None
+        return True
+
+    def recounts(self, ticket: Ticket) -> bool:
+        """Whether this request's answer shows usage an earlier row counted."""
+        operation = ticket.operation
+        if operation not in _SHOWN_AGAIN:
+            return False
+        exchange = ticket.exchange
+        tap = exchange.tap if exchange is not None else None
+        if tap is None or tap.usage is None:
+            return False
+        if operation in _NEVER_GENERATES:
+            return True
+        return tap.object_id is not None and not self.first(tap.object_id)

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from teamrelay.accounting import Observer, Ticket, entry_of, outcome_of
+from teamrelay.accounting import CountedOnce, Observer, Ticket, entry_of, outcome_of
 from teamrelay.admission import Admission, RequestHead
 from teamrelay.body import RequestBody
 from teamrelay.catalog import Operation, parse_envelope
@@ -135,6 +135,7 @@ class Relay:
             sinks.append(write_request_lines)
         self.feed = Feed(sinks)
         self.observers: list[Observer] = [self.feed] if sinks else []
+        self.counted = CountedOnce()
         if settings.ledger_enabled:
             self.observers.append(self.recorder.record)
         # With nothing recording usage, answers are read only where isolation needs their id.
@@ -250,6 +251,8 @@ class Relay:
             ticket.refusal = error
             await error.send(send, [(REQUEST_ID, ticket.request_id)])
         finally:
+            if accounted:
+                ticket.recounted = self.counted.recounts(ticket)
             if accounted and self.observers:
                 self.settle(entry_of(ticket), admitted)
             elif admitted is not None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from teamrelay.accounting import CountedOnce
 from teamrelay.actions import results
 from teamrelay.actions.bodies import (
     AskBody,
@@ -26,37 +27,20 @@ from teamrelay.actions.files_out import (
 )
 from teamrelay.actions.limits import ANSWER_CHARS
 
-# Finished responses whose usage a ledger row has counted, newest last (in this process).
-_COUNTED_KEPT = 10_000
 
-
-class CountedOnce:
-    """One usage per model call: a background response's usage shows in askModel's answer or
-    in any number of getAnswer (or cancelAnswer) answers; the first row counts it. A second
-    relay process, or a restart, does not know what this one counted."""
-
-    def __init__(self, kept: int = _COUNTED_KEPT) -> None:
-        self._ids: dict[str, None] = {}
-        self._kept = kept
-
-    def mark(self, request: Request, answer: dict[str, Any]) -> dict[str, Any]:
-        """`answer` as it is; its row leaves the usage out if an earlier row counted it."""
-        response_id = answer.get("response_id")
-        if "usage" not in answer or not response_id:
-            return answer
-        if response_id in self._ids:
-            request.state.usage_counted = True
-            return answer
-        if len(self._ids) >= self._kept:
-            del self._ids[next(iter(self._ids))]
-        self._ids[response_id] = None
-        return answer
+def _once(counted: CountedOnce, request: Request, answer: dict[str, Any]) -> dict[str, Any]:
+    """`answer` as it is; its row leaves the usage out if an earlier row (an Action's or a
+    `/v1` call's) counted it."""
+    response_id = answer.get("response_id")
+    if "usage" in answer and response_id and not counted.first(response_id):
+        request.state.usage_counted = True
+    return answer
 
 
 def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
     relay = bridge.relay
     calls = bridge.calls
-    counted = CountedOnce()
+    counted = relay.counted
 
     @keyed.post(
         "/actions/ask",
@@ -91,7 +75,7 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
                 upstream[key] = getattr(body, key)
         created = await calls.json("POST", "/responses", deadline, body=upstream)
         answer = results.answer(await bridge.settle(created, deadline))
-        return JsonAnswer(counted.mark(request, answer))
+        return JsonAnswer(_once(counted, request, answer))
 
     @keyed.get(
         "/actions/answers/{response_id}",
@@ -114,7 +98,7 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
     ) -> Response:
         found = await calls.json("GET", f"/responses/{segment(response_id)}", deadline)
         answer = results.answer(await bridge.settle(found, deadline), offset)
-        return JsonAnswer(counted.mark(request, answer))
+        return JsonAnswer(_once(counted, request, answer))
 
     @keyed.post(
         "/actions/answers/cancel",
@@ -127,7 +111,7 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
     async def cancel_answer(body: ResponseRef, request: Request, deadline: Budget) -> Response:
         path = f"/responses/{segment(body.response_id)}/cancel"
         answer = results.answer(await calls.json("POST", path, deadline, body={}))
-        return JsonAnswer(counted.mark(request, answer))
+        return JsonAnswer(_once(counted, request, answer))
 
     @keyed.post(
         "/actions/embeddings",
