@@ -175,3 +175,24 @@ def test_upload_needs_the_relay_key(gpt_relay: RunningRelay, links: LinkServer) 
         json={"openaiFileIdRefs": [links.link("/f/a.txt")]},
     )
     assert answer.status_code == 401
+
+
+def test_chat_files_go_up_through_the_relays_own_path(
+    fake_upstream: FakeUpstream, links: LinkServer
+) -> None:
+    """One path to OpenAI: an Action's upload is a `/v1/files` request of the relay's own
+    (its client, its body limit), not a second HTTP stack's."""
+    links.files["small.txt"] = b"s" * 2_000
+    links.files["large.txt"] = b"l" * 6_000
+    env = files_env(links, RELAY_MAX_BODY_BYTES="5000")
+    with relay_in_thread(fake_upstream.base_url, **env) as relay:
+        before = len(fake_upstream.requests_to("/v1/files"))
+        small = upload(relay, [links.link("/f/small.txt")])
+        assert small.status_code == 200, small.text
+        [sent] = fake_upstream.requests_to("/v1/files")[before:]
+        assert "aiohttp" not in (sent.header("user-agent") or "")
+        stored = len(fake_upstream.store.files)
+        large = upload(relay, [links.link("/f/large.txt")])
+    assert large.status_code == 413, large.text
+    assert large.json()["error"]["code"] == "request_too_large"
+    assert len(fake_upstream.store.files) == stored  # cut off as it streamed: nothing made

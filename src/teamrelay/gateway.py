@@ -188,7 +188,7 @@ class Relay:
             require_scope(ticket.key, "api")
             if scope["path"] == PROXY_PATH:
                 return await self._proxy_call(scope, receive, head, ticket)
-            return await self._call(scope, receive, head, ticket)
+            return await self.http_call(scope, receive, head, ticket)
 
         await self.serve(ticket, adapt, receive, send)
 
@@ -260,9 +260,10 @@ class Relay:
             if operation is not None and ticket.exchange is not None:
                 self.isolation.record(ticket.key, operation, path, ticket.body, ticket.exchange)
 
-    async def _call(
+    async def http_call(
         self, scope: Scope, receive: Receive, head: RequestHead, ticket: Ticket
     ) -> tuple[Call, Operation, str]:
+        """A `/v1` request as the call it makes upstream; the wrappers adapt theirs to it."""
         method = ticket.method
         path = ticket.path[3:]
         operation = self.router.route(method, path)

@@ -1,7 +1,8 @@
 """The upstream clients, owned by the app lifespan.
 
-`pool` carries the `/v1` pass-through (see `connections`). `session` is aiohttp, for the
-relay's own calls: Actions wrappers, multipart it builds, WebSockets. Neither decodes bodies
+`pool` carries every HTTP call to OpenAI (see `connections`): the `/v1` pass-through and the
+Actions wrappers' calls, which run the same path. `session` is aiohttp, for the WebSockets
+(the realtime bridge). Neither decodes bodies
 (compressed answers pass through with their Content-Encoding), adds headers the client did not
 send or keeps cookies. Both take the one egress route `egress.upstream_proxy` decides and trust
 the same CAs (`RELAY_UPSTREAM_CA_FILE`, else the system's, which `SSL_CERT_FILE` can replace).

@@ -42,7 +42,6 @@ from teamrelay.gateway import Relay, new_request_id
 PENDING = frozenset({"queued", "in_progress"})
 MAX_BODY = 1024 * 1024
 IDS = r"^[A-Za-z0-9_.:\-]{1,128}$"
-CHUNK = 64 * 1024
 
 
 # The paging parameters every list wrapper takes.

@@ -8,32 +8,35 @@ that a 429 always carries `Retry-After` (ChatGPT backs off on 429s; see limits.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
-from starlette.types import Message
-from yarl import URL
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+from starlette.types import Message, Receive, Scope, Send
 
 from teamrelay.accounting import Ticket
 from teamrelay.actions.limits import DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER
-from teamrelay.catalog import Matched, Operation
+from teamrelay.admission import RequestHead
+from teamrelay.catalog import Operation
 from teamrelay.errors import RelayError, bad_gateway, gateway_timeout
 from teamrelay.forward import Call
 from teamrelay.gateway import new_request_id
-from teamrelay.headers import text_headers
 from teamrelay.keys.store import KeyRecord
 
 if TYPE_CHECKING:
     from teamrelay.gateway import Relay
 
 _ERROR_BODY_LIMIT = 16 * 1024
+_HELD_CHUNKS = 4
 # `Relay.serve` ends a late exchange itself (a 504 on its row); this only bounds what is left.
 BACKSTOP_SECONDS = 1.0
 # An answer the relay's path gives an Action is read whole to be cut to fit; past this it is
@@ -55,12 +58,6 @@ class Deadline:
     def loop_time(self) -> float:
         """The same moment on the running event loop's clock."""
         return asyncio.get_running_loop().time() + self.remaining()
-
-    def timeout(self) -> aiohttp.ClientTimeout:
-        left = self.remaining()
-        if left <= 0.05:
-            raise gateway_timeout("the Action's time budget ran out")
-        return aiohttp.ClientTimeout(total=left)
 
 
 class Passthrough(Exception):
@@ -108,10 +105,7 @@ class Captured:
             # A second start is the relay's refusal of an answer that ran out of time.
             self.chunks, self.size, self.overflow = [], 0, False
             self.status = message["status"]
-            self.headers = {
-                name.decode("latin-1").lower(): value.decode("latin-1")
-                for name, value in message.get("headers", [])
-            }
+            self.headers = _text(message.get("headers", []))
         elif message["type"] == "http.response.body":
             chunk = message.get("body", b"")
             self.size += len(chunk)
@@ -119,6 +113,12 @@ class Captured:
                 self.overflow = True
             elif chunk:
                 self.chunks.append(chunk)
+
+    @classmethod
+    def of(cls, status: int, headers: dict[str, str], body: bytes) -> Captured:
+        captured = cls()
+        captured.status, captured.headers, captured.chunks = status, headers, [body]
+        return captured
 
     @property
     def body(self) -> bytes:
@@ -138,68 +138,100 @@ async def never_disconnects() -> Message:
     raise AssertionError("unreachable")
 
 
+class Streamed:
+    """An answer of the relay's path passed on as it arrives (a file's content): its head,
+    then its chunks, with at most a few held while the reader is slower than the upstream."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.started = asyncio.Event()
+        self._put, self._chunks = anyio.create_memory_object_stream[bytes](_HELD_CHUNKS)
+        self.task: asyncio.Future[Ticket] | None = None
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if self.started.is_set():  # a refusal after the answer began: it ends short
+                self._put.close()
+                return
+            self.status = message["status"]
+            self.headers = _text(message.get("headers", []))
+            self.started.set()
+        elif message["type"] == "http.response.body" and (chunk := message.get("body", b"")):
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                await self._put.send(chunk)
+
+    def finish(self) -> None:
+        self._put.close()
+
+    @property
+    def content_length(self) -> int | None:
+        length = self.headers.get("content-length", "")
+        return int(length) if length.isdigit() else None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            yield chunk
+
+    async def read(self, limit: int) -> bytes:
+        """Up to `limit` bytes, then the rest is left unread."""
+        parts, size = [], 0
+        async for chunk in self._chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+        return b"".join(parts)[:limit]
+
+    def release(self) -> None:
+        """Ends the exchange: what is left unread is not fetched."""
+        self._chunks.close()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+def _text(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in headers}
+
+
+def _sent_once(data: bytes) -> Receive:
+    """A request body already read, as the ASGI receive of the relay's path."""
+    messages = [{"type": "http.request", "body": data, "more_body": False}]
+
+    async def receive() -> Message:
+        return messages.pop() if messages else await never_disconnects()
+
+    return receive
+
+
+class _FormWriter:
+    """What `MultipartWriter.write` needs of a writer: each piece into a bounded channel."""
+
+    def __init__(self, channel: MemoryObjectSendStream[bytes]) -> None:
+        self._channel = channel
+
+    async def write(self, chunk: bytes) -> None:
+        if chunk:
+            await self._channel.send(bytes(chunk))
+
+
 # The key an Action request acts for, set by the wrappers' auth dependency: the calls below
-# apply that key's isolation without every wrapper passing it along.
+# run as that key without every wrapper passing it along.
 CALLER: ContextVar[KeyRecord | None] = ContextVar("actions_caller", default=None)
 
 
 class OpenAICalls:
-    """The wrappers' upstream calls. A JSON call (`json`) runs the relay's own request path
-    (`Relay.serve`): the operation resolved by the router on the clean path, the model
-    allowlist, isolation (ids in path, query and body; lists filtered with working paging;
-    created and derived objects recorded) and the one upstream client. The wrapper route
-    keeps the key's rate limits, budget and ledger row for the whole Action (see routes.py).
-    Uploads (`json_form`) and streamed downloads (`open`) still use the aiohttp session,
-    guarded here with the same isolation, failing closed."""
+    """The wrappers' upstream calls, each one request of the relay's own path: the request
+    the wrapper means, as `/v1` would receive it, through `Relay.serve` and the same
+    `http_call` (the router on the clean path, admission with the model allowlist and the
+    form and JSON readers, isolation of every id, objects recorded, the one upstream client).
+    The wrapper route keeps the key's rate limits, budget and ledger row for the whole
+    Action (`accounted=False` here: one Action is one charge and one row, see routes.py)."""
 
     def __init__(self, relay: Relay) -> None:
         self._relay = relay
-        self.upstream = relay.upstream
-        self._headers = relay.upstream_headers
         self._catalog = relay.router.catalog
         self._policy = relay.router.policy
-        self._isolation = relay.isolation
-
-    def _operation(self, method: str, path: str) -> Operation | None:
-        resolution = self._catalog.resolve(method, path)
-        return resolution.operation if isinstance(resolution, Matched) else None
-
-    async def _guard(
-        self, method: str, path: str, data: Any, query: Mapping[str, Any] | None = None
-    ) -> None:
-        """The caller's isolation, as on `/v1`: another key's ids are absent (404). Fails
-        closed: for a confined key, a path the catalog cannot resolve (a query in it, an id
-        with characters an id never has) is refused, never passed unchecked."""
-        key = CALLER.get()
-        if key is None or not self._isolation.confines(key):
-            return
-        operation = self._operation(method, path) if "?" not in path else None
-        if operation is None:
-            raise RelayError(404, "No such object.", type="invalid_request_error")
-        body = data if isinstance(data, bytes) else None
-        await self._isolation.check(key.id, operation, path, body)
-        if query:
-            pairs = {k: v for k, v in query.items() if v is not None}
-            await self._isolation.check_query(key.id, urlencode(pairs, doseq=True))
-
-    async def _own(self, method: str, path: str, data: Any, answer: Any) -> Any:
-        """After a successful call: keep only owned items of a list, remember what was made."""
-        key = CALLER.get()
-        operation = self._operation(method, path)
-        if key is None or operation is None or not isinstance(answer, dict):
-            return answer
-        confined = self._isolation.confines(key)
-        items = answer.get("data")
-        if confined and self._isolation.lists(operation) and isinstance(items, list):
-            answer["data"] = await self._isolation.keep_owned(key.id, items)
-            return answer
-        body = data if isinstance(data, bytes) else None
-        object_id = answer.get("id")
-        self._isolation.remember(
-            key, operation, path, body, object_id if isinstance(object_id, str) else None
-        )
-        await self._isolation.learn_from(key, operation, path, confined, answer)
-        return answer
 
     def allowed(self, operation_id: str) -> bool:
         operation = self._catalog.by_id.get(operation_id)
@@ -210,50 +242,6 @@ class OpenAICalls:
             raise RelayError(
                 403, f"{operation_id} is blocked on this relay.", code="blocked_operation"
             )
-
-    def headers(self, content_type: str | None = "application/json") -> list[tuple[str, str]]:
-        extra = [(b"content-type", content_type.encode())] if content_type else []
-        return text_headers(self._headers.build(extra, keep_length=False))
-
-    def url(self, path: str, query: Mapping[str, Any] | None = None) -> URL:
-        pairs = {k: v for k, v in (query or {}).items() if v is not None}
-        suffix = "?" + urlencode(pairs) if pairs else ""
-        return URL(self.upstream.base_url + path + suffix, encoded=True)
-
-    async def open(
-        self,
-        method: str,
-        path: str,
-        deadline: Deadline,
-        *,
-        query: Mapping[str, Any] | None = None,
-        data: Any = None,
-        content_type: str | None = None,
-    ) -> aiohttp.ClientResponse:
-        """A successful upstream response, not yet read; the caller releases it."""
-        await self._guard(method, path, data, query)
-        try:
-            response = await self.upstream.session.request(
-                method,
-                self.url(path, query),
-                headers=self.headers(content_type),
-                data=data,
-                timeout=deadline.timeout(),
-                allow_redirects=False,
-            )
-        except TimeoutError:
-            raise gateway_timeout("within the Action's time budget") from None
-        except aiohttp.ClientError as exc:
-            raise bad_gateway(type(exc).__name__) from None
-        if response.status >= 400:
-            try:
-                body = await response.content.read(_ERROR_BODY_LIMIT)
-            except (aiohttp.ClientError, TimeoutError):
-                body = b""
-            finally:
-                response.release()
-            raise _refusal(response, body)
-        return response
 
     async def json(
         self,
@@ -266,12 +254,7 @@ class OpenAICalls:
     ) -> Any:
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         answer = await self.relayed(method, path, deadline, query=query, data=data)
-        if answer.status >= 400:
-            raise answer.refusal()
-        try:
-            return json.loads(answer.body)
-        except ValueError:
-            raise bad_gateway("the answer was not JSON") from None
+        return _json_of(answer)
 
     async def relayed(
         self,
@@ -282,76 +265,129 @@ class OpenAICalls:
         query: Mapping[str, Any] | None = None,
         data: bytes | None = None,
     ) -> Captured:
-        """One JSON call through `Relay.serve` as the caller (`CALLER`), its answer whole.
-        The wrapper accounts for it (`accounted=False`): no second rate-limit charge and no
-        second ledger row for one Action."""
-        relay = self._relay
-        ticket = Ticket.open(method, path, new_request_id())
-        ticket.key = CALLER.get()
-
-        async def adapt() -> tuple[Call, Operation, str]:
-            if "?" in path:  # a query belongs in `query`: never resolve a path with one
-                raise RelayError(400, "A path with a query.", code="invalid_path")
-            operation = relay.router.route(method, path)
-            ticket.operation = operation.operation_id
-            ticket.body = data
-            if data is not None:
-                relay.router.check_model(operation, data)
-            extra = [(b"content-type", b"application/json")] if data is not None else []
-            headers = relay.upstream_headers.build(extra, keep_length=False)
-            pairs = {k: v for k, v in (query or {}).items() if v is not None}
-            target = path + ("?" + urlencode(pairs, doseq=True) if pairs else "")
-            return Call(method, target, headers, data, ticket.request_id), operation, path
-
+        """One JSON call as the caller (`CALLER`), its answer whole."""
         captured = Captured()
-        try:
-            async with asyncio.timeout(max(deadline.remaining(), 0.0) + BACKSTOP_SECONDS):
-                await relay.serve(
-                    ticket,
-                    adapt,
-                    never_disconnects,
-                    captured.send,
-                    accounted=False,
-                    deadline=deadline.loop_time(),
-                )
-        except TimeoutError:
-            raise gateway_timeout("within the Action's time budget") from None
-        if ticket.refusal is not None:  # the relay's own (404, 504...), raised as before
-            raise ticket.refusal
+        if data is None:
+            await self._serve(method, path, deadline, captured.send, query=query)
+        else:
+            head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+            await self._serve(
+                method, path, deadline, captured.send, query=query, head=head, body=_sent_once(data)
+            )
         if captured.overflow:
             raise bad_gateway("the answer was too large for an Action")
         return captured
 
     async def json_form(self, path: str, form: aiohttp.MultipartWriter, deadline: Deadline) -> Any:
-        """POST a multipart form (its parts may stream) and read the JSON answer."""
-        response = await self.open(
-            "POST", path, deadline, data=form, content_type=form.content_type
-        )
-        return await self._own("POST", path, None, await _read_json(response))
+        """POST a multipart form whose parts stream up as they come (a chat file is never held
+        whole); a part that fails to arrive ends the upload unsent, with its own error."""
+        put, chunks = anyio.create_memory_object_stream[bytes](_HELD_CHUNKS)
+        failed: list[BaseException] = []
+
+        async def produce() -> None:
+            try:
+                await form.write(_FormWriter(put))  # type: ignore[arg-type]
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+            finally:
+                put.close()
+
+        async def receive() -> Message:
+            try:
+                return {"type": "http.request", "body": await chunks.receive(), "more_body": True}
+            except anyio.EndOfStream:
+                if failed:
+                    return {"type": "http.disconnect"}
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+        head = [(b"content-type", form.content_type.encode()), (b"transfer-encoding", b"chunked")]
+        producer = asyncio.ensure_future(produce())
+        captured = Captured()
+        try:
+            await self._serve("POST", path, deadline, captured.send, head=head, body=receive)
+        finally:
+            producer.cancel()
+            chunks.close()
+            with contextlib.suppress(BaseException):
+                await producer
+        if failed and not isinstance(failed[0], asyncio.CancelledError):
+            raise failed[0]
+        return _json_of(captured)
+
+    async def open(
+        self, method: str, path: str, deadline: Deadline, *, query: Mapping[str, Any] | None = None
+    ) -> Streamed:
+        """A successful answer as it arrives, not yet read; the caller releases it."""
+        streamed = Streamed()
+
+        async def run() -> Ticket:
+            try:
+                return await self._serve(method, path, deadline, streamed.send, query=query)
+            finally:
+                streamed.finish()
+
+        task = streamed.task = asyncio.ensure_future(run())
+        started = asyncio.ensure_future(streamed.started.wait())
+        try:
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+        if not streamed.started.is_set():
+            task.result()  # the relay's refusal, or its time running out
+            raise bad_gateway("the upstream sent no answer")
+        if streamed.status >= 400:
+            body = await streamed.read(_ERROR_BODY_LIMIT)
+            streamed.release()
+            refusal = Captured.of(streamed.status, streamed.headers, body).refusal()
+            with contextlib.suppress(BaseException):
+                await task  # its refusal, if the relay's own, is raised as before
+            raise refusal
+        return streamed
+
+    async def _serve(
+        self,
+        method: str,
+        path: str,
+        deadline: Deadline,
+        send: Send,
+        *,
+        query: Mapping[str, Any] | None = None,
+        head: list[tuple[bytes, bytes]] | None = None,
+        body: Receive = never_disconnects,
+    ) -> Ticket:
+        relay = self._relay
+        if "?" in path:  # a query belongs in `query`: never resolve a path with one
+            raise RelayError(400, "A path with a query.", code="invalid_path")
+        pairs = {k: v for k, v in (query or {}).items() if v is not None}
+        headers = head or []
+        scope: Scope = {
+            "type": "http",
+            "headers": headers,
+            "query_string": urlencode(pairs, doseq=True).encode(),
+        }
+        ticket = Ticket.open(method, "/v1" + path, new_request_id())
+        ticket.key = CALLER.get()
+
+        async def adapt() -> tuple[Call, Operation, str]:
+            return await relay.http_call(scope, body, RequestHead.parse(headers), ticket)
+
+        try:
+            async with asyncio.timeout(max(deadline.remaining(), 0.0) + BACKSTOP_SECONDS):
+                await relay.serve(
+                    ticket, adapt, body, send, accounted=False, deadline=deadline.loop_time()
+                )
+        except TimeoutError:
+            raise gateway_timeout("within the Action's time budget") from None
+        if ticket.refusal is not None:  # the relay's own (404, 504...), raised as before
+            raise ticket.refusal
+        return ticket
 
 
-async def _read_json(response: aiohttp.ClientResponse) -> Any:
+def _json_of(answer: Captured) -> Any:
+    if answer.status >= 400:
+        raise answer.refusal()
     try:
-        raw = await response.read()
-    except TimeoutError:
-        raise gateway_timeout("within the Action's time budget") from None
-    except aiohttp.ClientError as exc:
-        raise bad_gateway(type(exc).__name__) from None
-    finally:
-        response.release()
-    try:
-        return json.loads(raw)
+        return json.loads(answer.body)
     except ValueError:
         raise bad_gateway("the answer was not JSON") from None
-
-
-def _refusal(response: aiohttp.ClientResponse, body: bytes) -> Passthrough:
-    headers = {"content-type": response.headers.get("content-type", "application/json")}
-    if response.status == 429:
-        headers["retry-after"] = retry_after(response.headers)
-    if not body:
-        message = f"The OpenAI API answered {response.status}."
-        error = {"message": message, "type": "upstream_error", "param": None, "code": None}
-        body = json.dumps({"error": error}).encode()
-        headers["content-type"] = "application/json"
-    return Passthrough(response.status, body, headers)

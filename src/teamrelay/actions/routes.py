@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 
 from teamrelay.accounting import Ticket, wrapper_entry
 from teamrelay.actions import routes_answers, routes_batches, routes_files, routes_stores
-from teamrelay.actions.bridge import CHUNK, MAX_BODY, ActionsRoute, Bridge
+from teamrelay.actions.bridge import MAX_BODY, ActionsRoute, Bridge
 from teamrelay.actions.calls import CALLER, Deadline, Passthrough, segment
 from teamrelay.actions.compact import JsonAnswer
 from teamrelay.actions.files_out import (
@@ -142,7 +142,7 @@ def actions_router(relay: Relay) -> APIRouter:
 
         async def body() -> AsyncIterator[bytes]:
             try:
-                async for chunk in response.content.iter_chunked(CHUNK):
+                async for chunk in response.chunks():
                     yield chunk
             finally:
                 response.release()

@@ -6,7 +6,6 @@
 import codecs
 from typing import Annotated, Any
 
-import aiohttp
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
@@ -16,7 +15,6 @@ from teamrelay.actions.bodies import (
     UploadBody,
 )
 from teamrelay.actions.bridge import (
-    CHUNK,
     Bridge,
     PageAfter,
     PageSize,
@@ -24,7 +22,7 @@ from teamrelay.actions.bridge import (
     ok_response,
     route_extra,
 )
-from teamrelay.actions.calls import segment
+from teamrelay.actions.calls import Streamed, segment
 from teamrelay.actions.compact import JsonAnswer
 from teamrelay.actions.files_in import (
     LinkBody,
@@ -155,7 +153,7 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
         if isinstance(count, int) and inline_size(count, name, mime) <= ANSWER_CHARS - 2000:
             response = await calls.open("GET", f"/files/{segment(file_id)}/content", deadline)
             try:
-                data = await response.content.read(count + 1)
+                data = await response.read(count + 1)
             finally:
                 response.release()
             return JsonAnswer({"openaiFileResponse": [inline(name, mime, data)], "file": info})
@@ -195,15 +193,13 @@ def add_routes(keyed: APIRouter, bridge: Bridge, Budget: Any) -> None:
         return JsonAnswer(results.paged(base, "text", window, offset, hint, more=more))
 
 
-async def _text_window(
-    response: aiohttp.ClientResponse, offset: int, chars: int
-) -> tuple[str, bool]:
+async def _text_window(response: Streamed, offset: int, chars: int) -> tuple[str, bool]:
     """Characters `offset` to `offset + chars` of a UTF-8 stream, holding no more than that."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     skipped = 0
     pieces: list[str] = []
     held = 0
-    async for chunk in response.content.iter_chunked(CHUNK):
+    async for chunk in response.chunks():
         text = decoder.decode(chunk)
         if skipped < offset:
             drop = min(len(text), offset - skipped)

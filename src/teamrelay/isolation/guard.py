@@ -265,9 +265,3 @@ class Isolation:
             user = chatkit.session_user(body)
             if user is not None:  # the first key to make a session for a user owns it
                 self.owners.record(chatkit.user_id(user), key.id, chatkit.USERS, fresh=False)
-
-    async def keep_owned(self, key_id: str, items: list[object]) -> list[object]:
-        """A list answer's items that `key_id` owns, for callers that page on their own."""
-        ids = [item["id"] for item in items if isinstance(item, dict) and "id" in item]
-        owners = await self.owners.owners_of(ids)
-        return [i for i in items if isinstance(i, dict) and owners.get(str(i.get("id"))) == key_id]
