@@ -17,7 +17,7 @@ from types import FrameType
 
 from bench import client, nginx, payloads, wrk
 from bench.memory import PeakRss
-from bench.processes import Child, free_port, running, wait_http, wait_tcp
+from bench.processes import Child, cpu_plan, free_port, running, wait_http, wait_tcp
 from bench.relays import CORE_ENV, RELAY_CMD, REPO, member_key, relay_env, upstream_child
 from bench.report import RELAY_TARGETS, TARGETS, Results, checks, notes, percentile, table
 
@@ -97,14 +97,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if "=" not in item:
             p.error(f"--relay-env wants NAME=VALUE, got {item!r}")
     return args
-
-
-def _cpu_plan(no_pin: bool) -> tuple[set[int] | None, set[int] | None]:
-    """(CPUs for the proxy under test, CPUs for upstream + load generator + this client)."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if no_pin or len(cpus) < 2:
-        return None, None
-    return {cpus[0]}, set(cpus[1:])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,7 +246,7 @@ def _start_targets(
 
 
 def run(args: argparse.Namespace) -> Results:
-    proxy_cpus, client_cpus = _cpu_plan(args.no_pin)
+    proxy_cpus, client_cpus = cpu_plan(args.no_pin)
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
         _say(f"pinning: nginx/relay on CPU {proxy_cpus}, upstream + wrk + client on {client_cpus}")

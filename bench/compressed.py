@@ -7,13 +7,14 @@ the median ratio gzip/identity.
 """
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 from bench import payloads, wrk
-from bench.processes import Child, free_port, running, wait_http, wait_tcp
+from bench.processes import Child, cpu_plan, free_port, running, wait_http, wait_tcp
 from bench.relays import REPO, member_key, relay_env, upstream_child
 
 
@@ -23,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--connections", type=int, default=32)
     args = p.parse_args(argv)
+    relay_cpus, client_cpus = cpu_plan()
+    if client_cpus:  # as scripts/bench: the relay on its own CPU, upstream and wrk on the rest
+        os.sched_setaffinity(0, client_cpus)
     with tempfile.TemporaryDirectory(prefix="bench-gzip-") as name:
         tmp = Path(name)
         upstream_port, relay_port = free_port(), free_port()
@@ -37,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             str(relay_port),
         ]
         upstream = upstream_child(tmp, upstream_port)
-        relay = Child("relay", relay_argv, tmp / "relay.log", env=env, cwd=tmp)
+        relay = Child("relay", relay_argv, tmp / "relay.log", relay_cpus, env=env, cwd=tmp)
         with running(upstream), running(relay):
             wait_tcp(upstream, upstream_port)
             wait_http(relay, relay_port, "/health")

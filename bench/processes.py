@@ -25,6 +25,14 @@ def free_port() -> int:
         return port
 
 
+def cpu_plan(no_pin: bool = False) -> tuple[set[int] | None, set[int] | None]:
+    """(CPUs for the proxy under test, CPUs for upstream + load generator + this client)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if no_pin or len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
 def pinned_setup(cpus: set[int] | None) -> Callable[[], None]:
     def setup() -> None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
