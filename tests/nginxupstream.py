@@ -6,18 +6,10 @@ RELAY_REQUIRE_SERVICES=1 (CI, whose `.ci/run` installs nginx)."""
 from __future__ import annotations
 
 import contextlib
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import trustme
-
-from dbfixtures import services_unavailable
-
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+from nginxserver import tls_nginx
 
 CONF = """
 daemon off;
@@ -54,43 +46,9 @@ http {{
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @contextlib.contextmanager
 def nginx_upstream(upstream_base_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """nginx's https base URL in front of `upstream_base_url`, and the CA file that trusts it."""
-    if not Path(NGINX).exists():
-        services_unavailable("nginx is not installed")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert.private_key_pem.write_to_path(tmp_path / "server.key")
-    cert.cert_chain_pems[0].write_to_path(tmp_path / "server.pem")
-    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
-    port = _free_port()
     upstream_port = upstream_base_url.removesuffix("/v1").rsplit(":", 1)[1]
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(CONF.format(tmp=tmp_path, port=port, upstream_port=upstream_port))
-    process = subprocess.Popen(
-        [NGINX, "-c", str(conf), "-p", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert process.poll() is None, (tmp_path / "error.log").read_text()
-                assert time.monotonic() < deadline, "nginx did not start"
-                time.sleep(0.05)
-        yield f"https://127.0.0.1:{port}/v1", tmp_path / "ca.pem"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with tls_nginx(CONF, tmp_path, "127.0.0.1", upstream_port=upstream_port) as (port, ca):
+        yield f"https://127.0.0.1:{port}/v1", ca

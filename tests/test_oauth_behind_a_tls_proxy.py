@@ -12,11 +12,7 @@ plain http. Skipped without nginx, except under RELAY_REQUIRE_SERVICES=1 (CI), w
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +21,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx2
 import openai
 import pytest
-import trustme
 
 from fakeupstream import FakeUpstream
+from nginxserver import require_nginx, tls_nginx
 from oauthclient import OAuthRelay, hidden_fields, oauth_relay, pkce_pair
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 CALLBACK = "https://chatgpt.com/connector_platform_oauth_redirect"
 CONF = """
 daemon off;
@@ -65,52 +60,12 @@ http {{
 """
 
 
-def _nginx_or_skip() -> None:
-    if Path(NGINX).exists():
-        return
-    reason = "nginx is not installed (apt-get install nginx)"
-    if os.environ.get("RELAY_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (RELAY_REQUIRE_SERVICES=1: required here)", pytrace=False)
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @contextlib.contextmanager
 def tls_proxy(relay_url: str, tmp: Path) -> Iterator[tuple[int, Path]]:
     """nginx terminating TLS for `relay.test` in front of the relay: its port and CA file."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("relay.test", "127.0.0.1")
-    cert.private_key_pem.write_to_path(tmp / "server.key")
-    cert.cert_chain_pems[0].write_to_path(tmp / "server.pem")
-    ca.cert_pem.write_to_path(tmp / "ca.pem")
-    port = _free_port()
-    conf = tmp / "nginx.conf"
-    conf.write_text(CONF.format(tmp=tmp, port=port, relay_port=relay_url.rsplit(":", 1)[1]))
-    process = subprocess.Popen(
-        [NGINX, "-c", str(conf), "-p", str(tmp)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert process.poll() is None, (tmp / "error.log").read_text()
-                assert time.monotonic() < deadline, "nginx did not start"
-                time.sleep(0.05)
-        yield port, tmp / "ca.pem"
-    finally:
-        process.terminate()
-        process.wait(10)
+    relay_port = relay_url.rsplit(":", 1)[1]
+    with tls_nginx(CONF, tmp, "relay.test", "127.0.0.1", relay_port=relay_port) as found:
+        yield found
 
 
 class Site:
@@ -142,7 +97,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    _nginx_or_skip()
+    require_nginx()
     with (
         oauth_relay(fake_upstream.base_url, RELAY_TRUSTED_PROXIES="127.0.0.1") as gate,
         tls_proxy(gate.url, tmp_path_factory.mktemp("nginx")) as (port, ca),

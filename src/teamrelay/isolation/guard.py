@@ -107,12 +107,17 @@ class Isolation:
             referenced = form_ids(body.form.fields) if body.form is not None else set()
         else:
             referenced = referenced_ids(body) if body is not None else set()
-        if referenced:
-            owners = await self.owners.owners_of(referenced)
-            for object_id in sorted(referenced):
-                owner = owners.get(object_id) or await self.owners.owner_of(object_id)
-                if owner != key_id:
-                    raise _not_found_anywhere(object_id)
+        await self._all_owned(key_id, referenced)
+
+    async def _all_owned(self, key_id: str, referenced: set[str]) -> None:
+        """The upstream's own 404 for the first id (in order) `key_id` does not own."""
+        if not referenced:
+            return
+        owners = await self.owners.owners_of(referenced)
+        for object_id in sorted(referenced):
+            owner = owners.get(object_id) or await self.owners.owner_of(object_id)
+            if owner != key_id:
+                raise _not_found_anywhere(object_id)
 
     async def _claim_user(self, key_id: str, body: bytes) -> None:
         """A session for a ChatKit user reaches that user's threads: refused for a user
@@ -140,12 +145,7 @@ class Isolation:
     async def check_query(self, key_id: str, query: str) -> None:
         """The same 404 for an owned id in the query string (a cursor, a filter)."""
         referenced = {value for _, value in parse_qsl(query) if is_owned_id(value)}
-        if referenced:
-            owners = await self.owners.owners_of(referenced)
-            for object_id in sorted(referenced):
-                owner = owners.get(object_id) or await self.owners.owner_of(object_id)
-                if owner != key_id:
-                    raise _not_found_anywhere(object_id)
+        await self._all_owned(key_id, referenced)
 
     def records(self, operation: Operation, body: bytes | RequestBody | None) -> bool:
         """Whether a successful answer to this request may create an object to remember."""
