@@ -136,7 +136,7 @@ def test_chat_stream_has_usage_chunk_only_when_asked(
     assert last.usage is not None
     assert last.usage.prompt_tokens == 1
     assert last.usage.completion_tokens == count_words(text)
-    wire = fake.log[-1]
+    wire = fake.wait_done(fake.log[-1])  # the client may read [DONE] before it is noted
     assert wire.response_header("content-type") == "text/event-stream; charset=utf-8"
     assert len(wire.events_sent_at) == len(with_usage) + 1  # and [DONE]
 
@@ -485,7 +485,7 @@ def test_paced_sse_reaches_the_client_before_the_next_event_is_sent(
     ):
         arrivals.append(time.monotonic())
         contents.append(chunk.choices[0].delta.content)
-    sent = fake.log[-1].events_sent_at
+    sent = fake.wait_done(fake.log[-1]).events_sent_at
     assert len([c for c in contents if c]) == 5
     assert arrivals[0] < sent[1]
     assert sent[-1] - sent[0] >= 0.1 * (len(sent) - 1) * 0.9
